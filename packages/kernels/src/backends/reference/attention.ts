@@ -1,0 +1,2 @@
+// Reference kernels for src/ops/attention.ts.
+export {};

@@ -1,0 +1,2 @@
+// Reference kernels for src/ops/matmul.ts.
+export {};

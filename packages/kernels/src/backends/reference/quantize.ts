@@ -1,0 +1,2 @@
+// Reference kernels for src/ops/quantize.ts.
+export {};

@@ -1,0 +1,36 @@
+// Which backends a test run covers. reference always; cpu and webgpu when present.
+// An absent backend is skipped with its reason printed, except webgpu when
+// IBQ_REQUIRE_WEBGPU=1 (CI), where its absence fails the run.
+// IBQ_BACKENDS=reference,cpu restricts the set.
+
+import type { Backend } from '../types.js';
+import { BACKEND_NAMES, type BackendName, probeBackends } from '../backends/index.js';
+
+export interface TestBackends {
+  backends: Backend[];
+  skipped: { name: string; reason: string }[];
+  destroyAll(): void;
+}
+
+export function requestedBackends(): BackendName[] {
+  const env = process.env.IBQ_BACKENDS;
+  if (!env) return BACKEND_NAMES;
+  const names = env.split(',').map((s) => s.trim()).filter(Boolean) as BackendName[];
+  for (const n of names) if (!BACKEND_NAMES.includes(n)) throw new Error(`IBQ_BACKENDS: unknown backend '${n}' (known: ${BACKEND_NAMES.join(', ')})`);
+  return names;
+}
+
+export async function testBackends(names: BackendName[] = requestedBackends()): Promise<TestBackends> {
+  const probes = await probeBackends(names);
+  const skipped: { name: string; reason: string }[] = [];
+  for (const p of probes) {
+    if (p.backend) continue;
+    if (p.name === 'webgpu' && process.env.IBQ_REQUIRE_WEBGPU === '1') {
+      throw new Error(`IBQ_REQUIRE_WEBGPU=1 but the webgpu backend is unavailable: ${p.reason}`);
+    }
+    skipped.push({ name: p.name, reason: p.reason! });
+    console.warn(`[harness] skipping backend '${p.name}': ${p.reason}`);
+  }
+  const backends = probes.filter((p) => p.backend).map((p) => p.backend!);
+  return { backends, skipped, destroyAll: () => backends.forEach((b) => b.destroy()) };
+}

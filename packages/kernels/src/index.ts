@@ -1,0 +1,7 @@
+// @ibq/kernels: the backend contract, the op table, the kernels and the test harness.
+export * from './types.js';
+export * from './op.js';
+export * from './shape.js';
+export { registerKernel, getKernel, kernelsOf, inferOp, runOp, reshapeInfo, type RunOptions } from './dispatch.js';
+export { ReferenceBackend, RefBuffer } from './backends/reference/index.js';
+export * from './backends/index.js';

@@ -1,0 +1,2 @@
+// Filled in by the op family's author; see ops/elementwise.ts for the pattern.
+export {};
