@@ -55,6 +55,8 @@ export interface Backend {
   /** Resolves when all queued work has completed. */
   sync(): Promise<void>;
   memory(): MemoryInfo;
+  /** What `ibq devices` prints: adapter, limits, features, threads, SIMD... */
+  describe?(): Record<string, unknown>;
 }
 
 /** A kernel writes `outputs` (pre-allocated by the dispatcher) from `inputs`. */
