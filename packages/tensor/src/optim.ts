@@ -1,0 +1,153 @@
+// Optimizers as fused device kernels (adam_update, ema_update), gradient clipping by global
+// norm, and the learning-rate schedules of the reference's two trainers.
+
+import { Tensor, apply, dispose, keep, noGrad, tidy } from './engine.js';
+import { add, div, full, minimum, sqrt, square, sum, zeros } from './ops.js';
+
+export interface AdamOptions {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** AdamW: decay the weights directly (param *= 1 - lr*wd) instead of adding wd*param to the gradient. */
+  decoupled?: boolean;
+}
+
+export interface AdamState {
+  step: number;
+  lr: number;
+  weightDecay: number;
+  /** First and second moments per parameter, in parameter order. */
+  m: Tensor[];
+  v: Tensor[];
+}
+
+/**
+ * torch.optim.Adam / AdamW over one parameter group. `lr` and `weightDecay` are public so a
+ * schedule can set them before each step (the reference writes weight decay into every group).
+ */
+export class Adam {
+  lr: number;
+  weightDecay: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly decoupled: boolean;
+  stepCount = 0;
+  private readonly m: Tensor[];
+  private readonly v: Tensor[];
+
+  constructor(readonly params: Tensor[], o: AdamOptions) {
+    this.lr = o.lr;
+    this.betas = o.betas ?? [0.9, 0.999];
+    this.eps = o.eps ?? 1e-8;
+    this.weightDecay = o.weightDecay ?? 0;
+    this.decoupled = o.decoupled ?? false;
+    this.m = params.map((p) => noGrad(() => keep(zeros(p.shape, { backend: p.backend }))));
+    this.v = params.map((p) => noGrad(() => keep(zeros(p.shape, { backend: p.backend }))));
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    this.stepCount++;
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        if (!p.grad) return;
+        apply('adam_update', [p, p.grad, this.m[i], this.v[i]], {
+          lr: this.lr,
+          beta1: this.betas[0],
+          beta2: this.betas[1],
+          eps: this.eps,
+          weightDecay: this.weightDecay,
+          decoupled: this.decoupled,
+          step: this.stepCount,
+        });
+      });
+    });
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** The moments and counters, for checkpoints. */
+  state(): AdamState {
+    return { step: this.stepCount, lr: this.lr, weightDecay: this.weightDecay, m: this.m, v: this.v };
+  }
+
+  dispose(): void {
+    dispose([this.m, this.v]);
+  }
+}
+
+/**
+ * Scales all gradients so that their global L2 norm is at most maxNorm (torch's
+ * clip_grad_norm_: coefficient maxNorm/(norm+1e-6), capped at 1), on the device with no
+ * readback. Returns the norm before clipping as a one-element tensor.
+ */
+export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => !!g);
+  if (grads.length === 0) throw new Error('clipGradNorm: no parameter has a gradient');
+  return noGrad(() => {
+    const norm = keep(tidy(() => sqrt(grads.map((g) => sum(square(g))).reduce((a, b) => add(a, b)))));
+    const coef = tidy(() => minimum(div(full([1], maxNorm), add(norm, 1e-6)), 1));
+    for (const p of params) {
+      if (!p.grad) continue;
+      const scaled = keep(apply('mul', [p.grad, coef])[0]);
+      p.grad.dispose();
+      p.grad = scaled;
+    }
+    coef.dispose();
+    return norm;
+  });
+}
+
+/** Exponential moving average of parameters (shadow -= (1-decay)(shadow - param)). */
+export class EMA {
+  readonly shadow: Map<string, Tensor>;
+  constructor(private readonly named: [string, Tensor][], readonly decay: number) {
+    this.shadow = new Map(named.map(([n, p]) => [n, noGrad(() => keep(apply('cast', [p], { dtype: p.dtype })[0]))]));
+  }
+  update(): void {
+    noGrad(() => {
+      for (const [n, p] of this.named) apply('ema_update', [this.shadow.get(n)!, p], { decay: this.decay });
+    });
+  }
+  dispose(): void {
+    dispose([...this.shadow.values()]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Learning-rate schedules
+
+/** Constant LR with multiplicative drops: the tokenizer trainer's schedule (after epoch e, if e+1 is listed). */
+export function lrAfterDrops(baseLr: number, epochsDone: number, dropEpochs: number[], rate = 0.1): number {
+  return baseLr * Math.pow(rate, dropEpochs.filter((e) => epochsDone >= e).length);
+}
+
+export interface WarmupPlateauLinear {
+  peak: number;
+  totalSteps: number;
+  warmupSteps: number;
+  /** Warm-up starts at this fraction of the peak (0.005 in the reference). */
+  warmupStart: number;
+  /** Final LR as a fraction of the peak (wpe). */
+  end: number;
+  /** Fraction of the post-warm-up steps held at the peak (0.05). */
+  plateau?: number;
+}
+
+/** The AR trainer's per-step LR: linear warm-up, a plateau, then linear decay to end*peak. */
+export function warmupPlateauLinear(s: WarmupPlateauLinear, it: number): number {
+  const plateau = s.plateau ?? 0.05;
+  let f: number;
+  if (it < s.warmupSteps) f = s.warmupStart + ((1 - s.warmupStart) * it) / s.warmupSteps;
+  else {
+    const u = (it - s.warmupSteps) / Math.max(1, s.totalSteps - 1 - s.warmupSteps);
+    f = u < plateau ? 1 : s.end + ((1 - s.end) * (1 - u)) / (1 - plateau);
+  }
+  return s.peak * f;
+}
