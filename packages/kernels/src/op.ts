@@ -92,6 +92,13 @@ export interface OpDef {
   gradInputs?: number[];
   /** For backward kernels: the forward op whose rule uses it (they are checked through that rule). */
   backwardOf?: string;
+  /**
+   * Set, to the reason, when the rule is deliberately not the derivative of the forward function
+   * (straight-through estimators, stop-gradients): finite differences of the op cannot check it, so
+   * the generic check skips it and the op's own test checks the rule against a surrogate forward.
+   * Backend-vs-reference gradient parity still runs.
+   */
+  surrogateGradient?: string;
 }
 
 const table = new Map<string, OpDef>();
