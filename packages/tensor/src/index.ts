@@ -4,3 +4,4 @@ export * from './ops.js';
 export { Generator, type GeneratorState } from './rng.js';
 export * from './optim.js';
 export * as nn from './nn/index.js';
+export * from './io/index.js';

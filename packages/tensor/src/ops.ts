@@ -2,7 +2,7 @@
 // op-table op (through `apply`, so gradients come from the op's row). Shape conveniences
 // (arbitrary reduction axes, negative axes, scalars as numbers) are resolved here.
 
-import { type Backend, type DType, type TypedArray, normAxis } from '@ibq/kernels';
+import { type Backend, type DType, type TypedArray, normAxis, runOp } from '@ibq/kernels';
 import { Tensor, apply } from './engine.js';
 
 // ---------------------------------------------------------------------------------------
@@ -51,6 +51,12 @@ export function full(shape: readonly number[], value: number, options: CreateOpt
   const [t] = apply('fill', [], { shape: [...shape], value, dtype: options.dtype ?? 'f32' }, options.backend ?? getBackend());
   t.requiresGrad = options.requiresGrad ?? false;
   return t;
+}
+
+/** Copies `src` into `dst`'s storage in place, outside the tape (initialisers, EMA swaps). */
+export function assign(dst: Tensor, src: Tensor): void {
+  if (src.size !== dst.size) throw new Error(`assign: ${src.size} elements into ${dst.size}`);
+  runOp(dst.backend, 'cast', [src.info], { dtype: dst.dtype }, { outputs: [dst.info] });
 }
 
 export const zeros = (shape: readonly number[], options: CreateOptions = {}) => full(shape, 0, options);

@@ -65,6 +65,11 @@ export class Adam {
     });
   }
 
+  /** Counts a step without gradients (the reference steps with zero grads: weights and moments stay). */
+  skipStep(): void {
+    this.stepCount++;
+  }
+
   zeroGrad(): void {
     for (const p of this.params) {
       p.grad?.dispose();

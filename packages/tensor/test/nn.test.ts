@@ -134,7 +134,7 @@ describe('modules on reference', () => {
       'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var', 'bn.num_batches_tracked',
       'norm.weight', 'norm.bias', 'head.weight', 'head.bias',
     ]);
-    const host = (shape: number[]) => ({ dtype: 'f32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+    const host = (shape: number[]) => ({ dtype: 'f32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
     const dict = new Map(keys.map((k) => [k, host([...model.stateDict().get(k)!.shape])] as const));
     dict.delete('conv.bias');
     dict.set('extra.weight', host([1]));

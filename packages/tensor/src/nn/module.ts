@@ -1,21 +1,16 @@
 // Module: named children, parameters and buffers whose state-dict keys are PyTorch's for
 // the same module tree (e.g. `encoder.down.0.block.0.norm1.weight`).
 
-import type { DType, TypedArray } from '@ibq/kernels';
+import type { TypedArray } from '@ibq/kernels';
+import { type HostTensor, int64ToInt32, toFloat32 } from '../io/dtype.js';
 import { Tensor } from '../engine.js';
-
-/** Values for one state-dict entry as they come from a file. */
-export interface HostTensor {
-  dtype: DType | string;
-  shape: readonly number[];
-  data: TypedArray | ArrayLike<number>;
-}
 
 /** Entries come from files (host memory); read device tensors with hostTensor() first. */
 export type StateEntry = HostTensor;
+export type { HostTensor };
 
 export async function hostTensor(t: Tensor): Promise<HostTensor> {
-  return { dtype: t.dtype, shape: [...t.shape], data: await t.data() };
+  return { dtype: t.dtype as HostTensor['dtype'], shape: [...t.shape], data: (await t.data()) as HostTensor['data'] };
 }
 
 export class StateDictError extends Error {
@@ -132,7 +127,7 @@ export class Module {
     for (const [k, t] of own) {
       const e = entries.get(k);
       if (!e || bad.has(k)) continue;
-      writeInto(t, e);
+      writeInto(t, e, k);
     }
     return { missing, unexpected };
   }
@@ -154,11 +149,13 @@ export class Module {
   }
 }
 
-function writeInto(t: Tensor, e: StateEntry): void {
-  const data = e.data;
+function writeInto(t: Tensor, e: StateEntry, key: string): void {
   let values: TypedArray;
-  if (t.dtype === 'f32') values = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>, Number);
-  else if (t.dtype === 'i32') values = data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>, Number);
-  else throw new Error(`loadStateDict: cannot load into a ${t.dtype} tensor`);
+  if (t.dtype === 'f32') values = toFloat32(e);
+  else if (t.dtype === 'i32') {
+    if (e.dtype === 'i64') values = int64ToInt32(e.data as BigInt64Array, key);
+    else if (e.dtype === 'i32') values = e.data as Int32Array;
+    else values = Int32Array.from(toFloat32(e));
+  } else throw new Error(`loadStateDict: cannot load '${key}' into a ${t.dtype} tensor`);
   t.backend.write(t.info.buffer, values, t.info.offset);
 }

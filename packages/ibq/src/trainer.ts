@@ -1,0 +1,348 @@
+// Tokenizer training as the reference's IBQ.training_step (spec: training.md §1-5): one forward,
+// the discriminator step on the detached reconstruction, then the generator step against the
+// just-updated discriminator, then the EMA update. Checkpoints hold everything a resumed run
+// needs to continue the same loss curve.
+
+import {
+  Adam, EMA, Generator, type HostTensor, type Tensor, abs, add, assign, backward, concat, dispose, keep,
+  lrAfterDrops, mean, nn, noGrad, readSafetensors, scale, setBackend, slice, sub, tensor, tidy, toFloat32, writeSafetensors,
+} from '@ibq/tensor';
+import type { Backend } from '@ibq/kernels';
+import type { IBQConfig } from './config.js';
+import { emaKey } from './checkpoint.js';
+import { NLayerDiscriminator, hingeDLoss, lecamReg, nonSaturatingGLoss } from './discriminator.js';
+import { IBQTokenizer } from './model.js';
+
+/** What the perceptual term needs: LPIPS(x, y) -> [B,1,1,1], differentiable in y. */
+export interface PerceptualLoss {
+  forward(x: Tensor, y: Tensor): Tensor;
+}
+
+export interface TrainerOptions {
+  config: IBQConfig;
+  backend: Backend;
+  seed?: number;
+  /** LPIPS network; null trains without the perceptual term (and says so). */
+  perceptual?: PerceptualLoss | null;
+  /** Micro-batches summed into one optimizer step (global batch = micro batch x accumulate). */
+  accumulate?: number;
+  /** Non-finite losses in a row before the run stops. */
+  maxNonFinite?: number;
+  /** Train the PatchGAN discriminator and use the GAN term (default: the config's loss has one). */
+  gan?: boolean;
+  /** Optimizer steps per epoch, for the epoch-based LR drops. */
+  stepsPerEpoch?: number;
+}
+
+/** Scalars logged for one step, named as the reference logs them. */
+export interface StepLog {
+  step: number;
+  epoch: number;
+  skipped: boolean;
+  total_loss: number;
+  reconstruct_loss: number;
+  perceptual_loss: number;
+  g_loss: number;
+  codebook_quant_loss: number;
+  codebook_sample_entropy_loss: number;
+  codebook_avg_entropy_loss: number;
+  codebook_entropy_loss: number;
+  disc_loss: number;
+  logits_real: number;
+  logits_fake: number;
+  lecam_loss: number;
+  lr: number;
+  /** Code indices chosen in this step (for usage statistics). */
+  indices: Int32Array;
+}
+
+export class NonFiniteLossError extends Error {
+  constructor(readonly count: number, readonly step: number) {
+    super(`${count} non-finite losses in a row (last at step ${step}): stopping; the last checkpoint is intact`);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+const LOG_NAMES = [
+  'total_loss', 'reconstruct_loss', 'perceptual_loss', 'g_loss', 'codebook_quant_loss', 'codebook_sample_entropy_loss',
+  'codebook_avg_entropy_loss', 'codebook_entropy_loss',
+] as const;
+
+export class IBQTrainer {
+  readonly config: IBQConfig;
+  readonly backend: Backend;
+  readonly model: IBQTokenizer;
+  readonly disc: NLayerDiscriminator | null;
+  readonly optG: Adam;
+  readonly optD: Adam | null;
+  /** EMA of every trainable parameter (generator and discriminator), as LitEma. */
+  readonly ema: EMA | null;
+  readonly perceptual: PerceptualLoss | null;
+  readonly accumulate: number;
+  readonly maxNonFinite: number;
+  readonly stepsPerEpoch: number;
+  readonly generator: Generator;
+  /** LeCAM EMAs of the mean real and fake logits, one element each (device scalars). */
+  lecamReal: Tensor;
+  lecamFake: Tensor;
+  /** Generator (optimizer) steps taken. */
+  step = 0;
+  nonFiniteInRow = 0;
+
+  constructor(o: TrainerOptions) {
+    this.config = o.config;
+    this.backend = o.backend;
+    setBackend(o.backend);
+    this.accumulate = o.accumulate ?? 1;
+    this.maxNonFinite = o.maxNonFinite ?? 5;
+    this.stepsPerEpoch = o.stepsPerEpoch ?? Infinity;
+    this.perceptual = o.perceptual ?? null;
+    this.generator = new Generator(o.seed ?? 0);
+    nn.manualSeed(o.seed ?? 0);
+    const lc = o.config.lossconfig;
+    this.model = new IBQTokenizer(o.config);
+    const gan = o.gan ?? true;
+    this.disc = gan ? new NLayerDiscriminator(lc.disc_in_channels, lc.disc_ndf, lc.disc_num_layers, nn.getDefaultGenerator()) : null;
+    const betas: [number, number] = [0.5, 0.9];
+    this.optG = new Adam(this.model.parameters(), { lr: o.config.learning_rate, betas });
+    this.optD = this.disc ? new Adam(this.disc.parameters(), { lr: o.config.learning_rate, betas }) : null;
+    this.ema = o.config.use_ema ? new EMA(this.emaParams(), 0.999) : null;
+    if (this.ema) {
+      // Quirk: the reference builds its EMA before replacing the VectorQuantizer2 codebook
+      // (U(+-1/N) init) with IBQ's, so the EMA codebook starts from a U(+-1/N) draw.
+      const shadow = this.ema.shadow.get('quantize.embedding.weight')!;
+      const n = o.config.n_embed;
+      const u = this.generator.uniform(shadow.shape, -1 / n, 1 / n);
+      assign(shadow, u);
+      u.dispose();
+    }
+    this.lecamReal = keep(tensor([0], [1]));
+    this.lecamFake = keep(tensor([0], [1]));
+  }
+
+  private emaParams(): [string, Tensor][] {
+    const gen = this.model.namedParameters();
+    const disc = this.disc ? this.disc.namedParameters('loss.discriminator.') : [];
+    return [...gen, ...disc];
+  }
+
+  get epoch(): number {
+    return Number.isFinite(this.stepsPerEpoch) ? Math.floor(this.step / this.stepsPerEpoch) : 0;
+  }
+
+  /** LR of both optimizers: the base LR dropped x rate at each listed epoch already completed. */
+  get lr(): number {
+    return lrAfterDrops(this.config.learning_rate, this.epoch, this.config.lr_drop_epoch, this.config.lr_drop_rate);
+  }
+
+  /**
+   * One optimizer step over `micro` batches ([B,3,R,R] in [-1,1]). A non-finite loss skips the
+   * update (nothing is applied) and counts toward maxNonFinite.
+   */
+  async trainStep(micro: Tensor[]): Promise<StepLog> {
+    if (micro.length !== this.accumulate) throw new Error(`trainStep: expected ${this.accumulate} micro-batches, got ${micro.length}`);
+    setBackend(this.backend);
+    const lr = this.lr;
+    this.optG.lr = lr;
+    if (this.optD) this.optD.lr = lr;
+    const lc = this.config.lossconfig;
+    const discFactor = this.step >= lc.disc_start ? 1 : 0;
+    const k = this.accumulate;
+
+    // One forward per micro-batch; the graphs stay alive for the generator step.
+    const fwd = micro.map((x) => tidy(() => this.model.forward(x)));
+    const garbage: Tensor[] = [];
+
+    // --- discriminator step (on detached reconstructions) ---
+    let dScalars = [0, 0, 0, 0]; // disc_loss, logits_real, logits_fake, lecam
+    let dFinite = true;
+    if (this.disc && this.optD && discFactor > 0) {
+      this.optD.zeroGrad();
+      const dLosses: Tensor[] = [];
+      for (let i = 0; i < k; i++) {
+        const x = micro[i];
+        const out = tidy(() => {
+          const real = this.disc!.forward(x.detach());
+          const fake = this.disc!.forward(fwd[i].xrec.detach());
+          const mr = mean(real), mf = mean(fake);
+          // LeCAM EMAs are updated first, with no gradient (the reference uses .item()).
+          noGrad(() => {
+            const d = 0.999;
+            const nr = keep(add(scale(this.lecamReal, d), scale(mr, 1 - d)));
+            const nf = keep(add(scale(this.lecamFake, d), scale(mf, 1 - d)));
+            this.lecamReal.dispose();
+            this.lecamFake.dispose();
+            this.lecamReal = nr;
+            this.lecamFake = nf;
+          });
+          const lecam = lecamReg(real, fake, this.lecamReal, this.lecamFake);
+          const dLoss = scale(add(scale(lecam, lc.lecam_loss_weight), hingeDLoss(real, fake)), discFactor);
+          return { loss: scale(dLoss, 1 / k), log: concat([dLoss.reshape([1]), mr.reshape([1]), mf.reshape([1]), lecam.reshape([1])]) };
+        });
+        dLosses.push(out.loss);
+        garbage.push(out.log);
+        const v = Array.from(await out.log.data());
+        dScalars = dScalars.map((s, j) => s + v[j] / k);
+        if (!v.every(Number.isFinite)) dFinite = false;
+      }
+      if (dFinite) {
+        for (const l of dLosses) backward(l);
+        this.optD.step();
+      }
+      this.optD.zeroGrad();
+      dispose(dLosses);
+    } else if (this.optD) {
+      // Before disc_start the reference still steps opt_disc with zero gradients: Adam's
+      // counter advances (bias corrections later depend on it) while m, v and weights stay 0-moved.
+      this.optD.skipStep();
+    }
+
+    // --- generator step (against the just-updated discriminator) ---
+    this.optG.zeroGrad();
+    const gLosses: Tensor[] = [];
+    const sums = new Array<number>(LOG_NAMES.length).fill(0);
+    let gFinite = dFinite;
+    const indices: Int32Array[] = [];
+    for (let i = 0; i < k; i++) {
+      const x = micro[i];
+      const { xrec, losses } = fwd[i];
+      const out = tidy(() => {
+        const rec = mean(abs(sub(x, xrec)));
+        const p = this.perceptual ? mean(this.perceptual.forward(x, xrec)) : null;
+        const nll = p ? add(rec, scale(p, lc.perceptual_weight)) : rec;
+        const g = this.disc && discFactor > 0 ? nonSaturatingGLoss(this.disc.forward(xrec)) : null;
+        const q = slice(losses, [0], [1]);
+        const se = slice(losses, [1], [1]);
+        const ae = slice(losses, [2], [1]);
+        const ent = sub(scale(se, this.config.sample_minimization_weight), scale(ae, this.config.batch_maximization_weight));
+        let total = add(nll, scale(q, lc.quant_loss_weight));
+        if (this.config.use_entropy_loss) total = add(total, scale(ent, lc.entropy_loss_weight));
+        if (g) total = add(total, scale(g, lc.gen_loss_weight * discFactor));
+        const zero = tensor([0], [1]);
+        const log = concat([total, rec, p ?? zero, g ?? zero, q, se, ae, ent].map((t) => t.reshape([1])));
+        return { loss: scale(total, 1 / k), log };
+      });
+      gLosses.push(out.loss);
+      garbage.push(out.log);
+      const v = await out.log.data();
+      v.forEach((s, j) => (sums[j] += s / k));
+      if (!Array.from(v).every(Number.isFinite)) gFinite = false;
+      indices.push((await fwd[i].indices.data()) as Int32Array);
+    }
+    if (gFinite) {
+      for (const l of gLosses) backward(l);
+      this.optG.step();
+      this.ema?.update();
+      this.nonFiniteInRow = 0;
+    } else {
+      this.nonFiniteInRow++;
+    }
+    this.optG.zeroGrad();
+    // Gradients the G loss left on the discriminator are discarded, as the reference's next zero_grad does.
+    this.optD?.zeroGrad();
+    dispose([gLosses, garbage, fwd]);
+
+    const log: StepLog = {
+      step: this.step,
+      epoch: this.epoch,
+      skipped: !gFinite,
+      ...(Object.fromEntries(LOG_NAMES.map((n, j) => [n, sums[j]])) as Record<(typeof LOG_NAMES)[number], number>),
+      disc_loss: dScalars[0],
+      logits_real: dScalars[1],
+      logits_fake: dScalars[2],
+      lecam_loss: dScalars[3],
+      lr,
+      indices: concatInts(indices),
+    };
+    if (gFinite) this.step++;
+    else if (this.nonFiniteInRow >= this.maxNonFinite) throw new NonFiniteLossError(this.nonFiniteInRow, this.step);
+    return log;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Checkpoints: one safetensors file, official names for weights, EMA and discriminator.
+
+  /** Writes everything a resumed run needs, atomically. `extra` lands in the metadata (data position...). */
+  async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
+    const entries: [string, { dtype: 'f32' | 'i32'; shape: readonly number[]; data: () => Promise<Float32Array | Int32Array> }][] = [];
+    const add_ = (name: string, t: Tensor) =>
+      entries.push([name, { dtype: t.dtype as 'f32' | 'i32', shape: [...t.shape], data: async () => (await t.data()) as Float32Array | Int32Array }]);
+    for (const [n, t] of this.model.stateDict()) add_(n, t);
+    if (this.disc) for (const [n, t] of this.disc.stateDict()) add_(`loss.discriminator.${n}`, t);
+    if (this.ema) for (const [n, t] of this.ema.shadow) add_(emaKey(n), t);
+    const optState = (tag: string, opt: Adam, names: string[]) => {
+      const s = opt.state();
+      names.forEach((n, i) => {
+        add_(`optimizer.${tag}.exp_avg.${n}`, s.m[i]);
+        add_(`optimizer.${tag}.exp_avg_sq.${n}`, s.v[i]);
+      });
+    };
+    optState('gen', this.optG, this.model.namedParameters().map(([n]) => n));
+    if (this.optD && this.disc) optState('disc', this.optD, this.disc.namedParameters().map(([n]) => n));
+    add_('lecam.logits_real_ema', this.lecamReal);
+    add_('lecam.logits_fake_ema', this.lecamFake);
+    const state = {
+      step: this.step,
+      genOptimizerSteps: this.optG.stepCount,
+      discOptimizerSteps: this.optD?.stepCount ?? 0,
+      nonFiniteInRow: this.nonFiniteInRow,
+      rng: this.generator.state(),
+      ...extra,
+    };
+    await writeSafetensors(path, entries, { metadata: { format: 'ibq-train-state', 'ibq.state': JSON.stringify(state) } });
+  }
+
+  /** Restores a checkpoint written by save(); returns its metadata `extra` fields. */
+  async load(path: string): Promise<Record<string, unknown>> {
+    const { tensors, metadata } = await readSafetensors(path);
+    if (metadata.format !== 'ibq-train-state') throw new Error(`${path}: not a training checkpoint (written by 'ibq train')`);
+    const pick = (prefix: string) => new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+    const gen = new Map([...tensors].filter(([k]) => !k.includes('loss.') && !k.startsWith('model_ema.') && !k.startsWith('optimizer.') && !k.startsWith('lecam.')));
+    this.model.loadStateDict(gen);
+    if (this.disc) this.disc.loadStateDict(pick('loss.discriminator.'));
+    const write = (t: Tensor, h: HostTensor | undefined, what: string) => {
+      if (!h) throw new Error(`${path}: missing '${what}'`);
+      t.backend.write(t.info.buffer, toFloat32(h), t.info.offset);
+    };
+    if (this.ema) for (const [n, t] of this.ema.shadow) write(t, tensors.get(emaKey(n)), emaKey(n));
+    const loadOpt = (tag: string, opt: Adam, names: string[], steps: number) => {
+      const s = opt.state();
+      names.forEach((n, i) => {
+        write(s.m[i], tensors.get(`optimizer.${tag}.exp_avg.${n}`), `optimizer.${tag}.exp_avg.${n}`);
+        write(s.v[i], tensors.get(`optimizer.${tag}.exp_avg_sq.${n}`), `optimizer.${tag}.exp_avg_sq.${n}`);
+      });
+      opt.stepCount = steps;
+    };
+    const state = JSON.parse(metadata['ibq.state']);
+    loadOpt('gen', this.optG, this.model.namedParameters().map(([n]) => n), state.genOptimizerSteps);
+    if (this.optD && this.disc) loadOpt('disc', this.optD, this.disc.namedParameters().map(([n]) => n), state.discOptimizerSteps);
+    write(this.lecamReal, tensors.get('lecam.logits_real_ema'), 'lecam.logits_real_ema');
+    write(this.lecamFake, tensors.get('lecam.logits_fake_ema'), 'lecam.logits_fake_ema');
+    this.step = state.step;
+    this.nonFiniteInRow = state.nonFiniteInRow;
+    this.generator.seed = state.rng.seed;
+    this.generator.offset = state.rng.offset;
+    return state;
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.disc?.dispose();
+    this.optG.dispose();
+    this.optD?.dispose();
+    this.ema?.dispose();
+    this.lecamReal.dispose();
+    this.lecamFake.dispose();
+  }
+}
+
+function concatInts(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
