@@ -4,3 +4,4 @@ export * from './model.js';
 export * from './checkpoint.js';
 export * from './discriminator.js';
 export * from './trainer.js';
+export * from './weights.js';
