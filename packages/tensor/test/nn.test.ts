@@ -1,10 +1,13 @@
 // Modules, optimizers and training loops on every backend present.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend, ReferenceBackend } from '@ibq/kernels';
 import { testBackends } from '@ibq/kernels/harness';
 import {
   Adam, EMA, Generator, type Tensor, backward, clipGradNorm, mean, mul, nn, noGrad, setBackend, square, sub, tensor, tidy,
-  lrAfterDrops, warmupPlateauLinear, relu, add,
+  lrAfterDrops, warmupPlateauLinear, relu, add, readSafetensors, writeSafetensors,
 } from '../src/index.js';
 
 const { backends, destroyAll } = await testBackends();
@@ -98,6 +101,20 @@ describe.each(backends.map((b) => [b.name, b] as const))('nn on %s', (_name, be)
     expect(rm.some((v) => v !== 0)).toBe(true);
     expect(await model.stateDict().get('bn.num_batches_tracked')!.item()).toBe(30);
     model.dispose();
+  });
+
+  it('save then load is bit-exact', async () => {
+    setBackend(be);
+    const a = new ConvNet(new Generator(8));
+    await train(be, a, [1, 6, 6], 2); // running stats and counters move off their initial values
+    const file = join(mkdtempSync(join(tmpdir(), 'ibq-nn-')), 'model.safetensors');
+    await writeSafetensors(file, await Promise.all([...a.stateDict()].map(async ([k, t]) => [k, await nn.hostTensor(t)] as const)));
+    const b = new ConvNet(new Generator(9));
+    b.loadStateDict((await readSafetensors(file)).tensors);
+    const sa = [...a.stateDict()], sb = b.stateDict();
+    for (const [k, t] of sa) expect(Array.from(await sb.get(k)!.data()), k).toEqual(Array.from(await t.data()));
+    a.dispose();
+    b.dispose();
   });
 
   it('gradients agree with the reference backend', async () => {
