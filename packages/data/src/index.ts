@@ -1,0 +1,31 @@
+// @ibq/data: image I/O, the reference's transforms, datasets, the batch loader, .npy/.npz.
+
+export { DataFormatError, ImageDecodeError } from './errors.js';
+export { writeFileAtomic } from './fsutil.js';
+export {
+  decodeImage, encodeJpeg, encodePng, floatToImage, imageToFloat, readImage, readImageForModel, readImageSize, tileImages,
+  writePng, type ModelInput, type PixelImage, type RgbImage,
+} from './image.js';
+export {
+  applyTransform, centerCrop, centerCropOffset, cropHWC, evalTransform, floatToByte, fromFloat, randomCrop,
+  randomCropOffset, resizeBilinear, resizeBilinearCv, resizeBilinearCvWindow, roundHalfEven, smallestMaxSize, smallestMaxSizeShape, toFloat,
+  trainTransform, transformImage, type TransformSpec,
+} from './transforms.js';
+export { hash32, permutation, Rng, uniformAt } from './rng.js';
+export {
+  decodeNpy, dtypeOf, dtypeSize, encodeNpy, NpyFile, npyHeader, parseNpyHeader, readNpy, writeNpy,
+  type NpyArray, type NpyData, type NpyDtype, type NpyHeader,
+} from './npy.js';
+export {
+  crc32, encodeNpz, NpzFile, NpzWriter, readNpz, SampleNpzWriter, writeNpz, type NpzInput, type NpzWriterOptions,
+} from './npz.js';
+export type { ImageDataset, ImageSample } from './datasets/types.js';
+export { IMAGE_EXTENSIONS, IMAGENET_EXCLUDED, ImageFolderDataset, type ImageFolderOptions } from './datasets/image-folder.js';
+export {
+  decodeIdx, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, IdxImageDataset, MNIST_CLASSES, mnistFiles, openMnist, readIdx,
+  type IdxArray, type IdxImageOptions, type IdxType,
+} from './datasets/idx.js';
+export { CIFAR10_CLASSES, Cifar10Dataset } from './datasets/cifar.js';
+export { labelsPathOf, TokenShardDataset, writeTokenShard, type TokenSample } from './datasets/tokens.js';
+export { BatchLoader, type Batch, type LoaderOptions, type LoaderPosition, type SkippedItem, type SkipSummary } from './loader.js';
+export { DecodePool, defaultWorkerCount, workerSource } from './pool.js';

@@ -1,0 +1,7 @@
+// @ibq/eval: metric networks and metrics (FID, IS, LPIPS, PSNR, SSIM, codebook usage; see README.md).
+export {
+  codebookUsage, CodebookUsageCounter, inferDataRange, meanSquaredError, modelImageToUint8, psnr, psnrUint8,
+  reconstructionMetrics, ReconstructionMetricsAccumulator, referenceUint8, ssim, ssimUint8, uint8ToUnit,
+  type SsimOptions,
+} from './image-metrics.js';
+export * from './lpips.js';
