@@ -58,7 +58,8 @@ export interface VjpContext {
 /**
  * Backward rule: gradients for each input (null where the input gets none) from the
  * upstream gradients of the outputs (null where an output got none). Written with ops only,
- * so a new backend needs no autograd work.
+ * so a new backend needs no autograd work. `needs[i]` is false when nobody wants input i's
+ * gradient (a frozen weight): expensive rules skip it and return null there.
  */
 export type VjpFn = (
   ctx: VjpContext,
@@ -66,6 +67,7 @@ export type VjpFn = (
   outputs: readonly TensorInfo[],
   dys: readonly (TensorInfo | null)[],
   attrs: Attrs,
+  needs: readonly boolean[],
 ) => (TensorInfo | null)[];
 
 export interface OpDef {

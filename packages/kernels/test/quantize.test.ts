@@ -184,7 +184,7 @@ async function ruleGradients(z: number[], E: number[], T: number, D: number, N: 
   const dys: (TensorInfo | null)[] = [null, upload(ref, { shape: [T, D], dtype: 'f64', values: dzq }), upload(ref, { shape: [4], dtype: 'f64', values: dl }), null, null, null];
   const ctx = recordingContext(ref);
   try {
-    const grads = def.vjp!(ctx, ins, outs, dys, attrs);
+    const grads = def.vjp!(ctx, ins, outs, dys, attrs, ins.map(() => true));
     return await Promise.all(grads.map((g) => download(ref, g!)));
   } finally {
     const owned = [...ins, ...outs, ...dys.filter((t): t is TensorInfo => t !== null), ...ctx.allocated];

@@ -336,7 +336,7 @@ export function backward(loss: Tensor, gradient?: Tensor, options: { retainGraph
     } else {
       const inputs = n.inputs.map((t) => reshapeInfo(t.storage.info, t.shape));
       const outputs = n.outputs.map((t) => reshapeInfo(t.storage.info, t.shape));
-      gins = getOp(n.op).vjp!(ctx, inputs, outputs, dys, n.attrs);
+      gins = getOp(n.op).vjp!(ctx, inputs, outputs, dys, n.attrs, n.inputs.map((t) => t.requiresGrad));
     }
     n.inputs.forEach((t, i) => {
       const g = gins[i];

@@ -187,7 +187,7 @@ async function analyticGrads(backend: Backend, def: OpDef, c: OpCase, host: Host
   const ctx = recordingContext(backend);
   const owned = new Set([...inputs, ...outputs, ...dys].filter((t): t is TensorInfo => !!t).map((t) => t.buffer));
   try {
-    const grads = def.vjp!(ctx, inputs, outputs, dys, attrs);
+    const grads = def.vjp!(ctx, inputs, outputs, dys, attrs, inputs.map(() => true));
     return await Promise.all(grads.map((g) => (g ? download(backend, g) : null)));
   } finally {
     const freed = new Set(owned);

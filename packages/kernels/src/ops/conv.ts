@@ -115,12 +115,12 @@ defineOps([
     },
     tolerance: 'accumulate',
     cases: convCases,
-    vjp: (ctx, inputs, _outputs, [dy], attrs) => {
+    vjp: (ctx, inputs, _outputs, [dy], attrs, needs) => {
       const [x, w, bias] = inputs;
       if (!dy) return inputs.map(() => null);
-      const dx = ctx.run('conv2d_grad_input', [dy, w], { ...attrs, inputSize: [x.shape[2], x.shape[3]] })[0];
-      const dw = ctx.run('conv2d_grad_weight', [x, dy], { ...attrs, kernelSize: [w.shape[2], w.shape[3]] })[0];
-      return bias ? [dx, dw, sumToChannels(ctx, dy)] : [dx, dw];
+      const dx = needs[0] ? ctx.run('conv2d_grad_input', [dy, w], { ...attrs, inputSize: [x.shape[2], x.shape[3]] })[0] : null;
+      const dw = needs[1] ? ctx.run('conv2d_grad_weight', [x, dy], { ...attrs, kernelSize: [w.shape[2], w.shape[3]] })[0] : null;
+      return bias ? [dx, dw, needs[2] ? sumToChannels(ctx, dy) : null] : [dx, dw];
     },
   },
   {

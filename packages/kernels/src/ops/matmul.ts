@@ -73,11 +73,11 @@ defineOps([
     ],
     // With A = op(a), B = op(b): dA = dy.B^T, dB = A^T.dy; a transposed input gets the transpose
     // of its gradient, written as one matmul with the flags chosen so nothing is materialised.
-    vjp: (c, [a, b], _o, [dy], attrs) => {
+    vjp: (c, [a, b], _o, [dy], attrs, needs) => {
       const { transA, transB } = matmulGeometry(a.shape, b.shape, attrs);
-      const da = transA ? mm(c, b, dy!, transB, true) : mm(c, dy!, b, false, !transB);
-      const db = transB ? mm(c, dy!, a, true, transA) : mm(c, a, dy!, !transA, false);
-      return [sumToShape(c, da, a.shape), sumToShape(c, db, b.shape)];
+      const da = needs[0] ? (transA ? mm(c, b, dy!, transB, true) : mm(c, dy!, b, false, !transB)) : null;
+      const db = needs[1] ? (transB ? mm(c, dy!, a, true, transA) : mm(c, a, dy!, !transA, false)) : null;
+      return [da && sumToShape(c, da, a.shape), db && sumToShape(c, db, b.shape)];
     },
   },
 ]);
