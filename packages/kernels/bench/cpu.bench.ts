@@ -1,0 +1,235 @@
+// The cpu backend's figures, each followed by the peers on the same work:
+//   matmul 1024x1024x1024 and 256x4096x1024 (M x K x N);
+//   conv2d 3x3 stride 1 pad 1, batch 4, 128 -> 128 channels, 64x64: forward, data gradient,
+//   weight gradient;
+//   ibq_quantize forward, and forward+backward, for 4096 tokens x 16384 codes x 256 dims and
+//   1024 tokens x 262144 codes x 256 dims (with peak memory). The quantizer's peers run its
+//   forward core: matmul + softmax + argmax.
+
+import { availableParallelism } from 'node:os';
+import { type Backend, type TensorInfo, createBackend, runOp } from '../src/index.js';
+import { type BenchOptions, type Figure, emit, randomArray, time } from './common.js';
+import { ORT_NODE, ORT_WEB, type PeerWork, type Runner, TFJS_WASM, prepareOrtNode, prepareOrtWeb, tfjsWasm } from './peers.js';
+
+let backend: Backend;
+let options: BenchOptions;
+let threads: number;
+
+function upload(data: Float32Array, shape: number[]): TensorInfo {
+  const buffer = backend.alloc('f32', data.length);
+  backend.write(buffer, data);
+  return { buffer, offset: 0, shape, dtype: 'f32' };
+}
+
+function releaseAll(ts: TensorInfo[]): void {
+  for (const t of ts) backend.release(t.buffer);
+}
+
+/** Times `fn` and prints our figure; returns our ms for the peers' ratios. */
+async function ours(op: string, shape: Record<string, number | string>, flops: number, fn: () => void,
+  extra: () => Record<string, unknown> = () => ({})): Promise<number> {
+  const ms = await time(fn, options.runs);
+  const f: Figure = { op, shape, backend: 'cpu', threads, ms, runs: options.runs, gflops: flops / ms / 1e6, ...extra() };
+  emit(f);
+  return ms;
+}
+
+async function peer(name: string, peerThreads: number, op: string, shape: Record<string, number | string>, flops: number, ourMs: number,
+  prepared: Runner | string, note?: string): Promise<void> {
+  if (options.noPeers) return;
+  if (typeof prepared === 'string') {
+    process.stderr.write(`[bench] peer ${name} skipped for ${op}: ${prepared}\n`);
+    return;
+  }
+  try {
+    const ms = await time(prepared, options.runs);
+    emit({ op, shape, backend: 'cpu', threads: peerThreads, ms, runs: options.runs, gflops: flops / ms / 1e6, peer: name, ratio: ms / ourMs, ...(note ? { note } : {}) });
+  } catch (e) {
+    process.stderr.write(`[bench] peer ${name} failed for ${op}: ${(e as Error).message}\n`);
+  }
+}
+
+async function ortPeers(op: string, shape: Record<string, number | string>, flops: number, ourMs: number, work: PeerWork, note?: string): Promise<void> {
+  if (options.noPeers) return;
+  await peer(ORT_WEB, threads, op, shape, flops, ourMs, await prepareOrtWeb(work, threads), note);
+  await peer(ORT_NODE, threads, op, shape, flops, ourMs, await prepareOrtNode(work, threads), note);
+}
+
+async function tfjsPeer(op: string, shape: Record<string, number | string>, flops: number, ourMs: number,
+  make: (tf: any) => Runner, note?: string): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  if (options.noPeers) return;
+  const tf = await tfjsWasm();
+  let runner: Runner | string;
+  try {
+    runner = typeof tf === 'string' ? tf : make(tf);
+  } catch (e) {
+    runner = `tfjs-backend-wasm: ${(e as Error).message}`;
+  }
+  await peer(TFJS_WASM, 1, op, shape, flops, ourMs, runner, note);
+}
+
+async function benchMatmul(M: number, K: number, N: number): Promise<void> {
+  const shape = { M, K, N };
+  const flops = 2 * M * K * N;
+  const A = randomArray(M * K, 1), B = randomArray(K * N, 2);
+  const a = upload(A, [M, K]), b = upload(B, [K, N]);
+  const ms = await ours('matmul', shape, flops, () => releaseAll(runOp(backend, 'matmul', [a, b])));
+  releaseAll([a, b]);
+  await ortPeers('matmul', shape, flops, ms, {
+    nodes: [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['y'] }],
+    inputs: [['a', [M, K], A], ['b', [K, N], B]],
+    outputs: [['y', [M, N]]],
+  });
+  await tfjsPeer('matmul', shape, flops, ms, (tf) => {
+    const ta = tf.tensor2d(A, [M, K]), tb = tf.tensor2d(B, [K, N]);
+    return async () => {
+      const y = tf.matMul(ta, tb);
+      y.dataSync();
+      y.dispose();
+    };
+  });
+}
+
+async function benchConv(N: number, C: number, O: number, H: number, W: number): Promise<void> {
+  const KH = 3, KW = 3;
+  const attrs = { stride: [1, 1], padding: [1, 1, 1, 1] };
+  const shape = { N, C, O, H, W, KH, KW, stride: 1, pad: 1 };
+  const flops = 2 * N * O * H * W * C * KH * KW;
+  const X = randomArray(N * C * H * W, 3), Wt = randomArray(O * C * KH * KW, 4, 0.05), Bias = randomArray(O, 5), DY = randomArray(N * O * H * W, 6);
+  const x = upload(X, [N, C, H, W]), w = upload(Wt, [O, C, KH, KW]), bias = upload(Bias, [O]), dy = upload(DY, [N, O, H, W]);
+
+  const fwd = await ours('conv2d', shape, flops, () => releaseAll(runOp(backend, 'conv2d', [x, w, bias], attrs)));
+  await ortPeers('conv2d', shape, flops, fwd, {
+    nodes: [{ op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['y'], ints: { pads: [1, 1, 1, 1], strides: [1, 1], kernel_shape: [KH, KW] } }],
+    inputs: [['x', [N, C, H, W], X], ['w', [O, C, KH, KW], Wt], ['b', [O], Bias]],
+    outputs: [['y', [N, O, H, W]]],
+  });
+  // tfjs-backend-wasm convolves NHWC only: the same work on transposed data.
+  await tfjsPeer('conv2d', shape, flops, fwd, (tf) => {
+    const tx = tf.transpose(tf.tensor4d(X, [N, C, H, W]), [0, 2, 3, 1]), tw = tf.transpose(tf.tensor4d(Wt, [O, C, KH, KW]), [2, 3, 1, 0]);
+    const tb = tf.tensor1d(Bias);
+    return async () => {
+      const y = tf.add(tf.conv2d(tx, tw, 1, 'same'), tb);
+      y.dataSync();
+      y.dispose();
+    };
+  }, 'NHWC');
+
+  const dataGrad = await ours('conv2d_grad_input', shape, flops, () =>
+    releaseAll(runOp(backend, 'conv2d_grad_input', [dy, w], { ...attrs, inputSize: [H, W] })));
+  await ortPeers('conv2d_grad_input', shape, flops, dataGrad, {
+    nodes: [{ op: 'ConvTranspose', inputs: ['dy', 'w'], outputs: ['dx'], ints: { pads: [1, 1, 1, 1], strides: [1, 1], kernel_shape: [KH, KW] } }],
+    inputs: [['dy', [N, O, H, W], DY], ['w', [O, C, KH, KW], Wt]],
+    outputs: [['dx', [N, C, H, W]]],
+  }, 'ConvTranspose');
+  await tfjsPeer('conv2d_grad_input', shape, flops, dataGrad, (tf) => {
+    const tdy = tf.transpose(tf.tensor4d(DY, [N, O, H, W]), [0, 2, 3, 1]), tw = tf.transpose(tf.tensor4d(Wt, [O, C, KH, KW]), [2, 3, 1, 0]);
+    return async () => {
+      const dx = tf.conv2dTranspose(tdy, tw, [N, H, W, C], 1, 'same');
+      dx.dataSync();
+      dx.dispose();
+    };
+  }, 'NHWC conv2dTranspose');
+
+  const weightGrad = await ours('conv2d_grad_weight', shape, flops, () =>
+    releaseAll(runOp(backend, 'conv2d_grad_weight', [x, dy], { ...attrs, kernelSize: [KH, KW] })));
+  // The weight gradient as one forward Conv over batch-transposed tensors (transposes done
+  // once, outside the timing): dw^T [C, O, KH, KW] = Conv(x^T [C, N, H, W], dy^T [O, N, H, W]).
+  const xT = permute4(X, [N, C, H, W], [1, 0, 2, 3]), dyT = permute4(DY, [N, O, H, W], [1, 0, 2, 3]);
+  await ortPeers('conv2d_grad_weight', shape, flops, weightGrad, {
+    nodes: [{ op: 'Conv', inputs: ['xT', 'dyT'], outputs: ['dwT'], ints: { pads: [1, 1, 1, 1], strides: [1, 1], kernel_shape: [H, W] } }],
+    inputs: [['xT', [C, N, H, W], xT], ['dyT', [O, N, H, W], dyT]],
+    outputs: [['dwT', [C, O, KH, KW]]],
+  }, 'Conv over batch-transposed x and dy (no filter-gradient op)');
+  releaseAll([x, w, bias, dy]);
+}
+
+function permute4(src: Float32Array, shape: number[], perm: number[]): Float32Array {
+  const out = new Float32Array(src.length);
+  const st = [shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1];
+  const os = perm.map((p) => shape[p]);
+  let o = 0;
+  for (let a = 0; a < os[0]; a++) for (let b = 0; b < os[1]; b++) for (let c = 0; c < os[2]; c++) for (let d = 0; d < os[3]; d++) {
+    const idx = [a, b, c, d];
+    let s = 0;
+    for (let k = 0; k < 4; k++) s += idx[k] * st[perm[k]];
+    out[o++] = src[s];
+  }
+  return out;
+}
+
+async function benchQuantizer(T: number, N: number, D: number, withMemory: boolean): Promise<void> {
+  const shape = { tokens: T, codes: N, dims: D };
+  const attrs = { beta: 0.25, temperature: 0.01 };
+  const fwdFlops = 2 * T * N * D;
+  const Z = randomArray(T * D, 7, 0.1), E = randomArray(N * D, 8, 0.1);
+  const z = upload(Z, [T, D]), e = upload(E, [N, D]);
+  const dzq = upload(randomArray(T * D, 9), [T, D]), dlosses = upload(Float32Array.from([1, 0.1, 0.1, 0.1]), [4]);
+  const fwd = await ours('ibq_quantize', shape, fwdFlops, () => releaseAll(runOp(backend, 'ibq_quantize', [z, e], attrs)));
+  // Forward + backward: the logical work is four T x N x D products (logits; and in the
+  // backward g.E^T, dlogits.E, dlogits^T.z).
+  const memBefore = (backend.describe?.().memoryBytes as number) ?? 0;
+  await ours('ibq_quantize+grad', shape, 4 * fwdFlops, () => {
+    const outs = runOp(backend, 'ibq_quantize', [z, e], attrs);
+    const [indices, , , lse, lseT, avgP] = outs;
+    const grads = runOp(backend, 'ibq_quantize_grad', [dzq, dlosses, z, e, indices, lse, lseT, avgP], attrs);
+    releaseAll([...outs, ...grads]);
+  }, () => withMemory ? {
+    // The wasm memory only grows: its size after the runs is the peak. The [T x N] logits a
+    // naive quantizer would hold are shown for scale.
+    inputBytes: (T * D + N * D) * 4,
+    logitsBytes: T * N * 4,
+    peakWasmMemoryBytes: backend.describe?.().memoryBytes,
+    wasmMemoryBytesBefore: memBefore,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  } : {});
+  releaseAll([z, e, dzq, dlosses]);
+  const ET = new Float32Array(D * N);
+  for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) ET[d * N + n] = E[n * D + d];
+  const note = 'matmul + softmax + argmax';
+  await ortPeers('ibq_quantize', shape, fwdFlops, fwd, {
+    nodes: [
+      { op: 'MatMul', inputs: ['z', 'et'], outputs: ['l'] },
+      { op: 'Softmax', inputs: ['l'], outputs: ['p'], int: { axis: -1 } },
+      { op: 'ArgMax', inputs: ['l'], outputs: ['i'], int: { axis: -1, keepdims: 0 } },
+      { op: 'ReduceMax', inputs: ['p'], outputs: ['pmax'], ints: { axes: [-1] }, int: { keepdims: 0 } },
+    ],
+    inputs: [['z', [T, D], Z], ['et', [D, N], ET]],
+    outputs: [['i', [T], 7], ['pmax', [T]]],
+  }, note);
+  await tfjsPeer('ibq_quantize', shape, fwdFlops, fwd, (tf) => {
+    const tz = tf.tensor2d(Z, [T, D]), te = tf.tensor2d(ET, [D, N]);
+    return async () => {
+      const [i, p] = tf.tidy(() => {
+        const l = tf.matMul(tz, te);
+        return [tf.argMax(l, 1), tf.max(tf.softmax(l), 1)];
+      });
+      i.dataSync();
+      p.dataSync();
+      i.dispose();
+      p.dispose();
+    };
+  }, note);
+}
+
+export async function run(o: BenchOptions): Promise<void> {
+  options = o;
+  threads = o.threads || Number(process.env.IBQ_THREADS) || availableParallelism();
+  backend = await createBackend('cpu', { threads });
+  process.stderr.write(`[bench] cpu backend: ${JSON.stringify(backend.describe?.())}\n`);
+  const want = (op: string) => !o.filter || op.includes(o.filter);
+  const q = o.quick;
+  try {
+    if (want('matmul')) {
+      await benchMatmul(q ? 256 : 1024, q ? 256 : 1024, q ? 256 : 1024);
+      await benchMatmul(q ? 64 : 256, q ? 1024 : 4096, q ? 256 : 1024);
+    }
+    if (want('conv2d')) await benchConv(q ? 1 : 4, q ? 32 : 128, q ? 32 : 128, q ? 32 : 64, q ? 32 : 64);
+    if (want('ibq_quantize')) {
+      await benchQuantizer(q ? 256 : 4096, q ? 2048 : 16384, q ? 64 : 256, false);
+      await benchQuantizer(q ? 64 : 1024, q ? 16384 : 262144, q ? 64 : 256, true);
+    }
+  } finally {
+    backend.destroy();
+  }
+}

@@ -1,0 +1,41 @@
+// Vector math: exp of four f32 lanes (Cephes expf: range reduction by ln 2 and a degree-5
+// polynomial; relative error ~1e-7), and lane reductions.
+
+@inline export function expv(x: v128): v128 {
+  const lo = f32x4.splat(-87.33654), hi = f32x4.splat(88.3762626647949);
+  const under = f32x4.lt(x, lo); // exp underflows to 0 (and -inf -> 0)
+  let v = f32x4.min(f32x4.max(x, lo), hi);
+  const fx = f32x4.floor(f32x4.add(f32x4.mul(v, f32x4.splat(1.44269504088896341)), f32x4.splat(0.5)));
+  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  let y = f32x4.splat(1.9875691500e-4);
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.3981999507e-3));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(8.3334519073e-3));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(4.1665795894e-2));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
+  y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
+  y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1));
+  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23);
+  const r = f32x4.mul(y, pow2);
+  // NaN stays NaN (min/max above would have replaced it).
+  const nan = f32x4.ne(x, x);
+  return v128.bitselect(x, v128.andnot(r, under), nan);
+}
+
+@inline export function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+@inline export function hsum64(v: v128): f64 {
+  return (<f64>f32x4.extract_lane(v, 0) + <f64>f32x4.extract_lane(v, 1)) + (<f64>f32x4.extract_lane(v, 2) + <f64>f32x4.extract_lane(v, 3));
+}
+
+@inline export function hmax(v: v128): f32 {
+  const a = f32x4.max(v, v128.shuffle<i32>(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(f32x4.max(a, v128.shuffle<i32>(a, a, 1, 0, 3, 2)), 0);
+}
+
+/** exp(x) for one f32, through the vector path (the same rounding as expv). */
+@inline export function expf1(x: f32): f32 {
+  return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
+}

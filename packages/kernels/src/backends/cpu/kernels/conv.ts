@@ -1,0 +1,115 @@
+// cpu kernels for src/ops/conv.ts. conv2d and both gradients are implicit GEMMs: the B
+// operand is gathered from the image one KC x NC block at a time inside the GEMM driver
+// (assembly/gemm.ts), so no im2col matrix is ever materialised.
+//   forward:      y[n]  [O, OH*OW] = w [O, C*KH*KW] . im2col(x[n])
+//   data grad:    dx[n] [C, H*W]   = w^T (as [C, O*KH*KW]) . gather(dy[n])
+//   weight grad:  dw    [O, C*KH*KW] = sum_n dy[n] [O, OH*OW] . im2col(x[n])^T
+
+import { registerKernel } from '../../../dispatch.js';
+import { conv2dGeometry } from '../../../ops/conv.js';
+import type { TensorInfo } from '../../../types.js';
+import { sizeOf } from '../../../types.js';
+import type { CpuBackend } from '../backend.js';
+import { A_CONV_WT, A_MATRIX, B_CONV_DY, B_IM2COL, B_IM2COL_T, B_MATRIX, type ConvGeometryDesc, runGemm } from './gemm.js';
+
+const C_ = 'cpu';
+
+function geometry(attrs: Record<string, unknown>, x: readonly number[], w: readonly number[], y: readonly number[]): ConvGeometryDesc {
+  const g = conv2dGeometry('conv2d', attrs);
+  return { C: x[1], H: x[2], W: x[3], KH: w[2], KW: w[3], sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, OH: y[2], OW: y[3], O: w[0] };
+}
+
+function perImage(n: number, aStep: number, bStep: number, cStep: number): [number, number, number][] {
+  return Array.from({ length: n }, (_, i) => [i * aStep * 4, i * bStep * 4, i * cStep * 4] as [number, number, number]);
+}
+
+registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
+  const cv = geometry(attrs, x.shape, w.shape, y.shape);
+  const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
+  const pointwise = cv.KH === 1 && cv.KW === 1 && cv.sh === 1 && cv.sw === 1 && cv.pt === 0 && cv.pl === 0;
+  runGemm(b, {
+    M: cv.O, N: P, K: CKK,
+    aKind: A_MATRIX, a: b.addr(w), sAm: CKK, sAk: 1,
+    // A 1x1 convolution reads x[n] as a plain [C, H*W] matrix.
+    bKind: pointwise ? B_MATRIX : B_IM2COL, b: b.addr(x), sBk: P, sBn: 1,
+    c: b.addr(y), ldc: P,
+    bias: bias ? b.addr(bias) : 0,
+    conv: cv,
+    batches: perImage(N, 0, cv.C * cv.H * cv.W, cv.O * P),
+  });
+});
+
+registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) => {
+  const cv = geometry(attrs, dx.shape, w.shape, dy.shape);
+  const N = dx.shape[0], HW = cv.H * cv.W;
+  runGemm(b, {
+    M: cv.C, N: HW, K: cv.O * cv.KH * cv.KW,
+    aKind: A_CONV_WT, a: b.addr(w), sAm: 0, sAk: 0,
+    bKind: B_CONV_DY, b: b.addr(dy), sBk: 0, sBn: 0,
+    c: b.addr(dx), ldc: HW,
+    conv: cv,
+    batches: perImage(N, 0, cv.O * cv.OH * cv.OW, cv.C * HW),
+  });
+});
+
+registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) => {
+  const cv = geometry(attrs, x.shape, dw.shape, dy.shape);
+  const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
+  if (N === 0) {
+    b.x.fill32(b.addr(dw), sizeOf(dw.shape), 0);
+    return;
+  }
+  runGemm(b, {
+    M: cv.O, N: CKK, K: P,
+    aKind: A_MATRIX, a: b.addr(dy), sAm: P, sAk: 1,
+    bKind: B_IM2COL_T, b: b.addr(x), sBk: 0, sBn: 0,
+    c: b.addr(dw), ldc: CKK,
+    conv: cv,
+    batches: perImage(N, cv.O * P, cv.C * cv.H * cv.W, 0),
+    reduceBatches: true,
+  });
+});
+
+function planes(t: TensorInfo): number {
+  return t.shape[0] * t.shape[1];
+}
+
+registerKernel<CpuBackend>('upsample_nearest2x', C_, (b, [x], [y]) => {
+  const [, , H, W] = x.shape;
+  const xp = b.addr(x), yp = b.addr(y);
+  b.pool.run('upsample2x', b.split(planes(x), Math.ceil(65536 / (H * W + 1))).map(([s, e]) => [xp, yp, s, e, H, W]));
+});
+
+registerKernel<CpuBackend>('upsample_nearest2x_grad', C_, (b, [dy], [dx]) => {
+  const [, , H, W] = dx.shape;
+  const dyp = b.addr(dy), dxp = b.addr(dx);
+  b.pool.run('upsample2xGrad', b.split(planes(dx), Math.ceil(65536 / (H * W + 1))).map(([s, e]) => [dyp, dxp, s, e, H, W]));
+});
+
+/** PyTorch's taps for align_corners=False (as the reference computes them, in float64). */
+function taps(outSize: number, inSize: number): [number, number, number][] {
+  return Array.from({ length: outSize }, (_, dst) => {
+    const src = Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0);
+    const i0 = Math.floor(src);
+    return [i0, i0 < inSize - 1 ? i0 + 1 : i0, src - i0];
+  });
+}
+
+registerKernel<CpuBackend>('resize_bilinear', C_, (b, [x], [y]) => {
+  const [, , H, W] = x.shape;
+  const [, , OH, OW] = y.shape;
+  const table = b.allocBytes((OH + OW) * 12);
+  try {
+    const m = b.mem();
+    [...taps(OH, H), ...taps(OW, W)].forEach(([i0, i1, wt], k) => {
+      m.i32[table / 4 + 3 * k] = i0;
+      m.i32[table / 4 + 3 * k + 1] = i1;
+      m.f32[table / 4 + 3 * k + 2] = wt;
+    });
+    const xp = b.addr(x), yp = b.addr(y);
+    b.pool.run('resizeBilinear', b.split(planes(x), Math.ceil(65536 / (OH * OW + 1))).map(([s, e]) =>
+      [xp, yp, s, e, H, W, OH, OW, table, table + OH * 12]));
+  } finally {
+    b.freeBytes(table);
+  }
+});

@@ -1,0 +1,115 @@
+// Host side of the GEMM driver (assembly/gemm.ts): writes the descriptor and the per-batch
+// offset table, hands each thread a range of batches or a rectangle of C, and keeps one
+// pair of packing buffers per thread.
+
+import type { CpuBackend } from '../backend.js';
+
+// Must match assembly/gemm.ts.
+export const MR = 4, NR = 8, KC = 256, MC = 128, NC = 1024;
+export const A_MATRIX = 0, A_CONV_WT = 1;
+export const B_MATRIX = 0, B_IM2COL = 1, B_CONV_DY = 2, B_IM2COL_T = 3;
+const DESC_FIELDS = 28;
+
+export interface ConvGeometryDesc {
+  C: number; H: number; W: number; KH: number; KW: number;
+  sh: number; sw: number; pt: number; pl: number; OH: number; OW: number; O: number;
+}
+
+export interface GemmCall {
+  M: number; N: number; K: number;
+  aKind: number; a: number; sAm: number; sAk: number;
+  bKind: number; b: number; sBk: number; sBn: number;
+  c: number; ldc: number;
+  /** Add into C instead of overwriting it. */
+  accumulate?: boolean;
+  /** Byte address of a per-row bias (length M), or 0. */
+  bias?: number;
+  conv?: ConvGeometryDesc;
+  /** Byte offsets [a, b, c] per batch. */
+  batches: readonly (readonly [number, number, number])[];
+  /** Every batch adds into the same C (the batches are a sum). */
+  reduceBatches?: boolean;
+}
+
+/** Flops below which a GEMM runs on the calling thread alone (waking workers costs more). */
+const PARALLEL_FLOPS = 1 << 21;
+
+const scratch = new WeakMap<CpuBackend, { a: number; b: number }[]>();
+
+function threadScratch(backend: CpuBackend): { a: number; b: number }[] {
+  let s = scratch.get(backend);
+  if (!s) {
+    s = [];
+    for (let t = 0; t < backend.threads; t++) {
+      s.push({ a: backend.allocBytes(MC * KC * 4), b: backend.allocBytes((NC * KC + MR * NR * 2) * 4) });
+    }
+    scratch.set(backend, s);
+  }
+  return s;
+}
+
+/** Splits [0, n) into `parts` ranges whose inner boundaries are multiples of `align`. */
+function alignedRanges(n: number, parts: number, align: number): [number, number][] {
+  const units = Math.ceil(n / align);
+  const out: [number, number][] = [];
+  for (let p = 0; p < parts; p++) {
+    const b = Math.min(n, Math.floor((units * p) / parts) * align);
+    const e = Math.min(n, Math.floor((units * (p + 1)) / parts) * align);
+    if (e > b) out.push([b, e]);
+  }
+  return out;
+}
+
+/** Writes a GEMM descriptor (DESC_BYTES at `ptr`) for the wasm driver. */
+export function writeDesc(backend: CpuBackend, ptr: number, g: Omit<GemmCall, 'batches'>): void {
+  const m = backend.mem();
+  const d = ptr / 4;
+  const cv = g.conv;
+  const fields = [g.M, g.N, g.K, g.aKind, g.a, g.sAm, g.sAk, g.bKind, g.b, g.sBk, g.sBn, g.c, g.ldc, g.accumulate ? 1 : 0, g.bias ?? 0,
+    cv?.C ?? 0, cv?.H ?? 0, cv?.W ?? 0, cv?.KH ?? 0, cv?.KW ?? 0, cv?.sh ?? 1, cv?.sw ?? 1, cv?.pt ?? 0, cv?.pl ?? 0, cv?.OH ?? 0, cv?.OW ?? 0, cv?.O ?? 0,
+    g.reduceBatches ? 1 : 0];
+  for (let i = 0; i < DESC_FIELDS; i++) m.i32[d + i] = fields[i] | 0;
+}
+
+export const DESC_BYTES = DESC_FIELDS * 4;
+
+/** The per-thread packing buffers (persistent for the backend's life). */
+export function gemmScratch(backend: CpuBackend): { a: number; b: number }[] {
+  return threadScratch(backend);
+}
+
+export function runGemm(backend: CpuBackend, g: GemmCall): void {
+  const nb = g.batches.length;
+  if (nb === 0 || g.M === 0 || g.N === 0) return;
+  const bufs = threadScratch(backend);
+  const descBytes = DESC_FIELDS * 4;
+  const region = backend.allocBytes(descBytes + nb * 12);
+  try {
+    writeDesc(backend, region, g);
+    const m = backend.mem();
+    const offs = region + descBytes;
+    const u32 = new Uint32Array(m.i32.buffer, offs, nb * 3);
+    g.batches.forEach(([a, b, c], i) => {
+      u32[3 * i] = a;
+      u32[3 * i + 1] = b;
+      u32[3 * i + 2] = c;
+    });
+    const T = backend.threads;
+    const flops = 2 * g.M * g.N * Math.max(1, g.K) * nb;
+    const parts: number[][] = [];
+    if (T === 1 || flops < PARALLEL_FLOPS) {
+      parts.push([region, offs, 0, nb, 0, g.M, 0, g.N, bufs[0].a, bufs[0].b]);
+    } else if (!g.reduceBatches && nb >= T) {
+      backend.split(nb).forEach(([b0, b1], t) => parts.push([region, offs, b0, b1, 0, g.M, 0, g.N, bufs[t].a, bufs[t].b]));
+    } else if (g.M >= g.N) {
+      alignedRanges(g.M, Math.min(T, Math.ceil(g.M / MR)), MR).forEach(([i0, i1], t) =>
+        parts.push([region, offs, 0, nb, i0, i1, 0, g.N, bufs[t].a, bufs[t].b]));
+    } else {
+      alignedRanges(g.N, Math.min(T, Math.ceil(g.N / NR)), NR).forEach(([j0, j1], t) =>
+        parts.push([region, offs, 0, nb, 0, g.M, j0, j1, bufs[t].a, bufs[t].b]));
+    }
+    backend.pool.run('gemm', parts);
+  } finally {
+    backend.freeBytes(region);
+  }
+}

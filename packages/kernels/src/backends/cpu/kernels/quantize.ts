@@ -1,0 +1,238 @@
+// cpu kernels for src/ops/quantize.ts (the fused IBQ quantizer; math in assembly/quantize.ts).
+// Each thread owns a contiguous range of codebook rows for the whole call; tokens go through
+// in blocks of `lanes`. Per block a thread keeps only the logits of its rows against the
+// block ([rows, lanes]): memory is O(N x lanes), bounded by CACHE_BUDGET, never O(T x N).
+// Per-token statistics of the threads merge here on the host (tiny); avg_p and dcodebook
+// rows belong to one thread each, so nothing else needs merging except dz's block partials.
+
+import { registerKernel } from '../../../dispatch.js';
+import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../../ops/quantize.js';
+import type { CpuBackend } from '../backend.js';
+import { A_MATRIX, B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
+
+const C = 'cpu';
+/** Bytes of cached logits for all threads together. */
+const CACHE_BUDGET = 64 << 20;
+const STAT_FIELDS = 5;
+/** Codebook rows per online-softmax merge when `chunk` is not given. */
+const DEFAULT_CHUNK = 1024;
+
+/** Tokens per block (a multiple of 4: the SIMD lanes), from the cache budget. */
+function laneCount(T: number, N: number, widthFactor: number): number {
+  const fit = Math.floor(CACHE_BUDGET / (N * 4 * widthFactor));
+  const lanes = Math.max(4, Math.min(256, Math.floor(fit / 4) * 4));
+  return Math.min(lanes, Math.ceil(T / 4) * 4);
+}
+
+/** Codebook row ranges per thread (boundaries multiple of 4). */
+function rowRanges(b: CpuBackend, N: number): [number, number][] {
+  const parts = Math.max(1, Math.min(b.threads, Math.floor(N / 64)));
+  const out: [number, number][] = [];
+  for (let p = 0; p < parts; p++) {
+    const s = p === 0 ? 0 : Math.floor((N * p) / parts / 4) * 4;
+    const e = p === parts - 1 ? N : Math.floor((N * (p + 1)) / parts / 4) * 4;
+    if (e > s) out.push([s, e]);
+  }
+  return out;
+}
+
+/** Scratch regions freed together. */
+class Arena {
+  private ptrs: number[] = [];
+  constructor(private b: CpuBackend) {}
+  bytes(n: number): number {
+    const p = this.b.allocBytes(n);
+    this.ptrs.push(p);
+    return p;
+  }
+  free(): void {
+    for (const p of this.ptrs) this.b.freeBytes(p);
+    this.ptrs = [];
+  }
+}
+
+registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, losses, lse, lseT, avgP], attrs) => {
+  const { beta, temperature: tau, chunk } = quantizeAttrs('ibq_quantize', attrs);
+  const [T, D] = z.shape;
+  const N = codebook.shape[0];
+  const invTau = 1 / tau;
+  const lanes = laneCount(T, N, 1);
+  const ranges = rowRanges(b, N);
+  const bufs = gemmScratch(b);
+  const arena = new Arena(b);
+  try {
+    const zp = b.addr(z), ep = b.addr(codebook);
+    const offsets = arena.bytes(12);
+    const acc = arena.bytes(N * 8);
+    const lseTBlock = arena.bytes(lanes * 4);
+    const per = ranges.map(([n0, n1]) => ({
+      n0, rows: n1 - n0,
+      desc: arena.bytes(DESC_BYTES),
+      cache: arena.bytes((n1 - n0) * lanes * 4),
+      stats: arena.bytes(lanes * STAT_FIELDS * 8),
+    }));
+    let m = b.mem();
+    new Uint32Array(m.i32.buffer, offsets, 3).fill(0);
+    new Float64Array(m.i32.buffer, acc, N).fill(0);
+    const ind = new Int32Array(T);
+    const lseOut = new Float32Array(T), lseTOut = new Float32Array(T);
+    let entropySum = 0;
+    const chunkRows = chunk ?? DEFAULT_CHUNK;
+    for (let t0 = 0; t0 < T; t0 += lanes) {
+      const tb = Math.min(lanes, T - t0);
+      per.forEach((p) => writeDesc(b, p.desc, {
+        M: p.rows, N: tb, K: D,
+        aKind: A_MATRIX, a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
+        bKind: B_MATRIX, b: zp + t0 * D * 4, sBk: 1, sBn: D,
+        c: p.cache, ldc: lanes,
+      }));
+      b.pool.run('ibqFwdPass1', per.map((p, k) =>
+        [p.desc, offsets, bufs[k].a, bufs[k].b, tb, p.cache, lanes, p.rows, p.n0, invTau, chunkRows, p.stats]));
+      // Merge the threads' statistics per token (threads in ascending row order: ties keep the first).
+      m = b.mem();
+      const stats = per.map((p) => new Float64Array(m.i32.buffer, p.stats, lanes * STAT_FIELDS));
+      const lseTLanes = new Float32Array(m.i32.buffer, lseTBlock, lanes);
+      lseTLanes.fill(0);
+      for (let j = 0; j < tb; j++) {
+        let max = -Infinity, arg = 0;
+        for (const s of stats) {
+          const v = s[j * STAT_FIELDS];
+          if (v > max) { max = v; arg = s[j * STAT_FIELDS + 1]; }
+        }
+        let sum = 0, sumT = 0, s1 = 0;
+        for (const s of stats) {
+          const o = j * STAT_FIELDS;
+          if (s[o + 3] === 0) continue;
+          const shift = s[o] - max;
+          const f = Math.exp(shift), fT = Math.exp(shift * invTau);
+          sum += s[o + 2] * f;
+          sumT += s[o + 3] * fT;
+          s1 += fT * (s[o + 4] + shift * s[o + 3]);
+        }
+        const t = t0 + j;
+        ind[t] = arg;
+        lseOut[t] = max + Math.log(sum);
+        lseTOut[t] = max * invTau + Math.log(sumT);
+        lseTLanes[j] = lseTOut[t];
+        // H = -sum p log p with p = e^((l-max)/tau) / sumT.
+        entropySum += Math.log(sumT) - (invTau * s1) / sumT;
+      }
+      b.pool.run('ibqFwdPass2', per.map((p) => [p.cache, lanes, p.rows, p.n0, tb, invTau, lseTBlock, acc]));
+    }
+    m = b.mem();
+    m.i32.set(ind, b.addr(indices) / 4);
+    m.f32.set(lseOut, b.addr(lse) / 4);
+    m.f32.set(lseTOut, b.addr(lseT) / 4);
+    b.x.gatherRows(ep, N, D, b.addr(indices), b.addr(zq), 0, T);
+    const sqErr = b.x.sqDiffSum(b.addr(zq), zp, T * D) as number;
+    const accView = new Float64Array(m.i32.buffer, acc, N);
+    const avgOut = new Float32Array(N);
+    let avgEntropy = 0;
+    for (let n = 0; n < N; n++) {
+      const a = accView[n] / T;
+      avgOut[n] = a;
+      avgEntropy -= a * Math.log(a + AVG_ENTROPY_EPS);
+    }
+    m.f32.set(avgOut, b.addr(avgP) / 4);
+    const mse = sqErr / (T * D);
+    const sampleEntropy = entropySum / T;
+    m.f32.set([mse + mse + beta * mse, sampleEntropy, avgEntropy, sampleEntropy - avgEntropy], b.addr(losses) / 4);
+  } finally {
+    arena.free();
+  }
+});
+
+registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codebook, indices, lse, lseT, avgP], [dz, dcodebook], attrs) => {
+  const { beta, temperature: tau } = quantizeAttrs('ibq_quantize_grad', attrs);
+  const [T, D] = z.shape;
+  const N = codebook.shape[0];
+  const invTau = 1 / tau;
+  const lanes = laneCount(T, N, 2);
+  const ranges = rowRanges(b, N);
+  const bufs = gemmScratch(b);
+  const arena = new Arena(b);
+  try {
+    let m = b.mem();
+    const dl = Array.from(m.f32.subarray(b.addr(dlosses) / 4, b.addr(dlosses) / 4 + 4));
+    const M = T * D;
+    const gq = dl[0], gs = dl[1] + dl[3], ga = dl[2] - dl[3];
+    const sc = 1 / (T * tau);
+    const zp = b.addr(z), ep = b.addr(codebook), dzp = b.addr(dz), dEp = b.addr(dcodebook);
+    const gbuf = arena.bytes(T * D * 4);
+    b.x.ibqGradSetup(b.addr(dzq), zp, ep, b.addr(indices), T, D, N, gq, M, gbuf, dzp);
+    b.x.fill32(dEp, N * D, 0);
+    const offsets = arena.bytes(12);
+    const cvec = arena.bytes(N * 4);
+    const zg = arena.bytes(2 * lanes * D * 4);
+    const lseB = arena.bytes(lanes * 4), lseTB = arena.bytes(lanes * 4), sums = arena.bytes(3 * lanes * 4);
+    const per = ranges.map(([n0, n1]) => ({
+      n0, rows: n1 - n0,
+      desc: arena.bytes(DESC_BYTES), descDz: arena.bytes(DESC_BYTES), descDe: arena.bytes(DESC_BYTES),
+      cache: arena.bytes((n1 - n0) * 2 * lanes * 4),
+      partial: arena.bytes(3 * lanes * 8),
+      dzPart: arena.bytes(lanes * D * 4),
+    }));
+    m = b.mem();
+    new Uint32Array(m.i32.buffer, offsets, 3).fill(0);
+    // d avg_entropy / d avg_p_n.
+    const av = m.f32.subarray(b.addr(avgP) / 4, b.addr(avgP) / 4 + N);
+    const cv = new Float32Array(m.i32.buffer, cvec, N);
+    for (let n = 0; n < N; n++) {
+      const a = av[n];
+      cv[n] = -(Math.log(a + AVG_ENTROPY_EPS) + a / (a + AVG_ENTROPY_EPS));
+    }
+    const lseAll = m.f32.slice(b.addr(lse) / 4, b.addr(lse) / 4 + T);
+    const lseTAll = m.f32.slice(b.addr(lseT) / 4, b.addr(lseT) / 4 + T);
+    for (let t0 = 0; t0 < T; t0 += lanes) {
+      const tb = Math.min(lanes, T - t0);
+      m = b.mem();
+      // B operand rows: z block at [0, tb), g block at [lanes, lanes + tb), zero rows between.
+      const zgv = new Float32Array(m.i32.buffer, zg, 2 * lanes * D);
+      zgv.fill(0);
+      zgv.set(m.f32.subarray(zp / 4 + t0 * D, zp / 4 + (t0 + tb) * D), 0);
+      zgv.set(m.f32.subarray(gbuf / 4 + t0 * D, gbuf / 4 + (t0 + tb) * D), lanes * D);
+      const lv = new Float32Array(m.i32.buffer, lseB, lanes), ltv = new Float32Array(m.i32.buffer, lseTB, lanes);
+      lv.fill(0);
+      ltv.fill(0);
+      lv.set(lseAll.subarray(t0, t0 + tb));
+      ltv.set(lseTAll.subarray(t0, t0 + tb));
+      per.forEach((p) => {
+        writeDesc(b, p.desc, {
+          M: p.rows, N: 2 * lanes, K: D,
+          aKind: A_MATRIX, a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
+          bKind: B_MATRIX, b: zg, sBk: 1, sBn: D,
+          c: p.cache, ldc: 2 * lanes,
+        });
+        writeDesc(b, p.descDz, {
+          M: tb, N: D, K: p.rows,
+          aKind: A_MATRIX, a: p.cache, sAm: 1, sAk: 2 * lanes,
+          bKind: B_MATRIX, b: ep + p.n0 * D * 4, sBk: D, sBn: 1,
+          c: p.dzPart, ldc: D,
+        });
+        writeDesc(b, p.descDe, {
+          M: p.rows, N: D, K: tb,
+          aKind: A_MATRIX, a: p.cache, sAm: 2 * lanes, sAk: 1,
+          bKind: B_MATRIX, b: zp + t0 * D * 4, sBk: D, sBn: 1,
+          c: dEp + p.n0 * D * 4, ldc: D, accumulate: true,
+        });
+      });
+      b.pool.run('ibqGradPassA', per.map((p, k) =>
+        [p.desc, offsets, bufs[k].a, bufs[k].b, lanes, tb, p.cache, p.rows, p.n0, invTau, lseB, lseTB, cvec, p.partial]));
+      m = b.mem();
+      const sv = new Float32Array(m.i32.buffer, sums, 3 * lanes);
+      sv.fill(0);
+      const partials = per.map((p) => new Float64Array(m.i32.buffer, p.partial, 3 * lanes));
+      for (let i = 0; i < 3 * lanes; i++) {
+        let s = 0;
+        for (const pa of partials) s += pa[i];
+        sv[i] = s;
+      }
+      b.pool.run('ibqGradPassB', per.map((p, k) =>
+        [p.descDz, p.descDe, offsets, bufs[k].a, bufs[k].b, lanes, tb, p.cache, p.rows, p.n0, invTau, lseB, lseTB, cvec, sums, gs * sc, ga * sc, D]));
+      for (const p of per) b.x.addInto(p.dzPart, dzp + t0 * D * 4, tb * D);
+    }
+    b.x.ibqGradHardPath(gbuf, zp, ep, b.addr(indices), T, D, N, (2 * beta * gq) / M, dEp);
+  } finally {
+    arena.free();
+  }
+});

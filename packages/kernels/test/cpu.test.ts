@@ -1,0 +1,109 @@
+// cpu-backend specifics the parity harness does not cover: the build check, memory growth
+// and reuse, results independent of the thread count, and the quantizer's bounded memory.
+import { afterAll, describe, expect, it } from 'vitest';
+import { type TensorInfo, runOp } from '../src/index.js';
+import { CpuBackend } from '../src/backends/cpu/index.js';
+
+const one = new CpuBackend({ threads: 1 });
+const two = new CpuBackend({ threads: 2 });
+await one.init();
+await two.init();
+afterAll(() => {
+  one.destroy();
+  two.destroy();
+});
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296 - 0.5) * 2 * scale;
+  }
+  return a;
+}
+
+function upload(b: CpuBackend, data: Float32Array | Int32Array, shape: number[]): TensorInfo {
+  const dtype = data instanceof Int32Array ? 'i32' : 'f32';
+  const buffer = b.alloc(dtype, data.length);
+  b.write(buffer, data);
+  return { buffer, offset: 0, shape, dtype };
+}
+
+const read = (b: CpuBackend, t: TensorInfo) => b.readSync(t.buffer, t.offset, t.shape.reduce((x, y) => x * y, 1));
+
+describe('cpu backend', () => {
+  it('says what it runs on', () => {
+    const d = two.describe();
+    expect(d.threads).toBe(2);
+    expect(d.simd).toMatch(/simd128/);
+  });
+
+  it('names the build step when the module is missing', async () => {
+    const b = new CpuBackend({ wasmPath: '/nonexistent/ibq-cpu.wasm' });
+    await expect(b.init()).rejects.toThrow(/npm run build/);
+    b.destroy();
+  });
+
+  it('grows memory on demand, keeps data across growth, and reuses released regions', async () => {
+    const before = two.memory();
+    const small = upload(two, rand(1000, 1), [1000]);
+    const bytesBefore = two.describe().memoryBytes as number;
+    const n = 12 << 20; // 48 MiB: more than the initial memory
+    const big = upload(two, rand(n, 2), [n]);
+    expect(two.describe().memoryBytes as number).toBeGreaterThan(bytesBefore);
+    expect(Array.from(read(two, small))).toEqual(Array.from(rand(1000, 1)));
+    const [y] = runOp(two, 'scale', [big], { mul: 2, add: 0 });
+    const got = read(two, y);
+    const want = rand(n, 2);
+    for (const i of [0, 1, n >> 1, n - 1]) expect(got[i]).toBe(Math.fround(want[i] * 2));
+    for (const t of [small, big, y]) two.release(t.buffer);
+    expect(two.memory()).toEqual(before);
+    // Released space is reused: the same allocation does not grow memory again.
+    const grown = two.describe().memoryBytes;
+    const again = upload(two, rand(n, 3), [n]);
+    expect(two.describe().memoryBytes).toBe(grown);
+    two.release(again.buffer);
+  });
+
+  it('gives bit-identical matmul and conv2d results on 1 and 2 threads', () => {
+    const A = rand(96 * 200, 4), B = rand(200 * 136, 5);
+    const X = rand(2 * 8 * 20 * 20, 6), W = rand(12 * 8 * 3 * 3, 7);
+    const outs = [one, two].map((b) => {
+      const a = upload(b, A, [96, 200]), bb = upload(b, B, [200, 136]);
+      const x = upload(b, X, [2, 8, 20, 20]), w = upload(b, W, [12, 8, 3, 3]);
+      const [mm] = runOp(b, 'matmul', [a, bb]);
+      const [cv] = runOp(b, 'conv2d', [x, w], { stride: [1, 1], padding: [1, 1, 1, 1] });
+      const r = [Array.from(read(b, mm)), Array.from(read(b, cv))];
+      for (const t of [a, bb, x, w, mm, cv]) b.release(t.buffer);
+      return r;
+    });
+    expect(outs[1][0]).toEqual(outs[0][0]);
+    expect(outs[1][1]).toEqual(outs[0][1]);
+  });
+
+  it('quantizes against a 262144-row codebook without a [tokens x codebook] buffer, whatever the chunk', () => {
+    const T = 512, N = 262144, D = 4;
+    const z = upload(two, rand(T * D, 8, 0.5), [T, D]);
+    const e = upload(two, rand(N * D, 9, 0.5), [N, D]);
+    const attrs = { beta: 0.25, temperature: 0.01 };
+    const runs = [undefined, 4096].map((chunk) => {
+      const outs = runOp(two, 'ibq_quantize', [z, e], chunk ? { ...attrs, chunk } : attrs);
+      const [indices, zq, losses, lse, lseT, avgP] = outs;
+      const dzq = upload(two, rand(T * D, 10), [T, D]);
+      const dl = upload(two, Float32Array.from([1, 0.1, 0.2, 0.3]), [4]);
+      const grads = runOp(two, 'ibq_quantize_grad', [dzq, dl, z, e, indices, lse, lseT, avgP], attrs);
+      const r = { indices: Array.from(read(two, indices)), losses: Array.from(read(two, losses)), dcodebookSum: Array.from(read(two, grads[1])).reduce((s, v) => s + Math.abs(v), 0) };
+      for (const t of [...outs, ...grads, dzq, dl]) two.release(t.buffer);
+      void zq;
+      return r;
+    });
+    expect(runs[1].indices).toEqual(runs[0].indices);
+    for (let i = 0; i < 4; i++) expect(runs[1].losses[i]).toBeCloseTo(runs[0].losses[i], 4);
+    expect(runs[1].dcodebookSum).toBeCloseTo(runs[0].dcodebookSum, 2);
+    // Logits for all tokens would be T*N*4 = 512 MiB; the whole wasm memory (inputs, outputs,
+    // the per-block logits of 64 tokens) stays well below.
+    expect(two.describe().memoryBytes as number).toBeLessThan((T * N * 4) / 2);
+    for (const t of [z, e]) two.release(t.buffer);
+  });
+});
