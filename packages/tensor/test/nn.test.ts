@@ -170,6 +170,15 @@ describe('modules on reference', () => {
     model.dispose();
   });
 
+  it('modules built to be loaded skip the random initialisation', async () => {
+    const lin = nn.withoutRandomInit(() => new nn.Linear(3, 2));
+    expect(await lin.weight.array()).toEqual([0, 0, 0, 0, 0, 0]);
+    const drawn = new nn.Linear(3, 2);
+    expect((await drawn.weight.array()).some((v) => v !== 0)).toBe(true);
+    lin.dispose();
+    drawn.dispose();
+  });
+
   it('Adam and AdamW follow the PyTorch update rule', async () => {
     for (const decoupled of [false, true]) {
       const p = tensor([0.5, -1, 2], [3], { requiresGrad: true });

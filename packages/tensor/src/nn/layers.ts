@@ -16,8 +16,25 @@ export function getDefaultGenerator(): Generator {
   return defaultGenerator;
 }
 
+let randomInit = true;
+
+/**
+ * Builds modules whose weights are about to be loaded: parameters start as zeros instead of
+ * random draws (a 100M-parameter model's initialisation is wasted work before a load).
+ */
+export function withoutRandomInit<T>(build: () => T): T {
+  const prev = randomInit;
+  randomInit = false;
+  try {
+    return build();
+  } finally {
+    randomInit = prev;
+  }
+}
+
 /** PyTorch's default for Linear and Conv: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), the same bound for the bias. */
 function defaultUniform(shape: number[], fanIn: number, gen: Generator): Tensor {
+  if (!randomInit) return zeros(shape);
   const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
   return gen.uniform(shape, -bound, bound);
 }
@@ -77,7 +94,7 @@ export class Embedding extends Module {
   constructor(readonly numEmbeddings: number, readonly dim: number, o: InitOptions = {}) {
     super();
     const g = o.generator ?? defaultGenerator;
-    this.weight = this.param('weight', init(() => g.normal([numEmbeddings, dim])));
+    this.weight = this.param('weight', init(() => (randomInit ? g.normal([numEmbeddings, dim]) : zeros([numEmbeddings, dim]))));
   }
   forward(ids: Tensor): Tensor {
     return gatherRows(this.weight, ids);
