@@ -1,0 +1,2 @@
+// @ibq/ar: the class-conditional autoregressive transformer, trainer and sampler (see README.md); not written yet.
+export {};
