@@ -7,6 +7,14 @@ import type { Io } from './io.js';
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
+/** The positional arguments a command takes: their names (for messages) and how many. */
+export interface PositionalSpec {
+  names: string[];
+  min: number;
+  /** Default: unbounded. */
+  max?: number;
+}
+
 export interface Command {
   name: string;
   /** One line for the command list. */
@@ -14,8 +22,10 @@ export interface Command {
   /** Usage and option descriptions, printed for --help and after a usage error. */
   usage: string;
   options: OptionSpec;
+  /** Positional arguments; a command without this takes none. */
+  positionals?: PositionalSpec;
   /** Returns the process exit code. Throw UsageError for bad arguments. */
-  run(values: OptionValues, io: Io): Promise<number>;
+  run(values: OptionValues, io: Io, positionals: string[]): Promise<number>;
 }
 
 /** Bad arguments: main prints the message and the command's usage, and exits with 2. */

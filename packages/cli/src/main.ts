@@ -4,13 +4,17 @@
 
 import { parseArgs } from 'node:util';
 import { type Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
+import { convertCommand } from './commands/convert.js';
+import { decodeCommand } from './commands/decode.js';
 import { devicesCommand } from './commands/devices.js';
+import { encodeCommand } from './commands/encode.js';
+import { reconstructCommand } from './commands/reconstruct.js';
 import { type Io, processIo } from './io.js';
 
 export const VERSION = '0.1.0';
 
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
-export const COMMANDS: readonly Command[] = [devicesCommand];
+export const COMMANDS: readonly Command[] = [devicesCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand];
 
 export function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -67,12 +71,16 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
   }
   try {
     let values;
+    let positionals: string[];
     try {
-      ({ values } = parseArgs({ args: [...rest], options: command.options, strict: true, allowPositionals: false }));
+      ({ values, positionals } = parseArgs({ args: [...rest], options: command.options, strict: true, allowPositionals: !!command.positionals }));
     } catch (e) {
       throw parseError(command, e);
     }
-    return await command.run(values, io);
+    const spec = command.positionals;
+    if (spec && positionals.length < spec.min) throw new UsageError(`missing ${spec.names.slice(positionals.length).join(' ')}`);
+    if (spec?.max !== undefined && positionals.length > spec.max) throw new UsageError(`unexpected argument '${positionals[spec.max]}'`);
+    return await command.run(values, io, positionals);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`ibq ${command.name}: ${e.message}`);

@@ -1,0 +1,115 @@
+// What encode, decode and reconstruct share: choosing the device, building the tokenizer
+// from a config and a checkpoint, batching with progress.
+
+import { existsSync } from 'node:fs';
+import { BACKEND_NAMES, type Backend, type BackendName, BackendUnavailableError, createBackend } from '@ibq/kernels';
+import { nn, setBackend } from '@ibq/tensor';
+import { ConfigError, type IBQConfig, IBQTokenizer, loadConfig, readTokenizerWeights } from '@ibq/ibq';
+import { type OptionSpec, type OptionValues, UsageError } from './command.js';
+import type { Io } from './io.js';
+
+export const DEVICE_OPTION: OptionSpec = { device: { type: 'string' } };
+export const TOKENIZER_OPTIONS: OptionSpec = {
+  config: { type: 'string' },
+  ckpt: { type: 'string' },
+  ...DEVICE_OPTION,
+  'batch-size': { type: 'string' },
+  ema: { type: 'boolean' },
+  raw: { type: 'boolean' },
+};
+
+export const TOKENIZER_USAGE = `  --config C.yaml     tokenizer config (the reference's YAML schema)
+  --ckpt W            weights: an official .ckpt (EMA copies unless --raw), an AR .ckpt, or .safetensors
+  --device D          auto (default: webgpu, else cpu, else reference), webgpu, cpu or reference
+  --batch-size N      images per forward pass (default 4)
+  --ema | --raw       which copy of an official tokenizer checkpoint to use (default --ema)`;
+
+/** The best backend found, or the one asked for (an error naming why it is unavailable). */
+export async function openBackend(device: string | undefined, io: Io): Promise<Backend> {
+  const want = device ?? 'auto';
+  if (want !== 'auto' && !BACKEND_NAMES.includes(want as BackendName)) {
+    throw new UsageError(`--device: unknown device '${want}' (known: auto, ${BACKEND_NAMES.join(', ')})`);
+  }
+  const order: BackendName[] = want === 'auto' ? ['webgpu', 'cpu', 'reference'] : [want as BackendName];
+  const reasons: string[] = [];
+  for (const name of order) {
+    try {
+      const b = await createBackend(name);
+      setBackend(b);
+      return b;
+    } catch (e) {
+      if (!(e instanceof BackendUnavailableError)) throw e;
+      reasons.push(`${name}: ${e.reason}`);
+      if (want !== 'auto') throw new UsageError(`--device ${want} is unavailable: ${e.reason}`);
+    }
+  }
+  io.err(`no backend could start:\n  ${reasons.join('\n  ')}`);
+  throw new Error('no backend');
+}
+
+export function positiveInt(values: OptionValues, name: string, dflt: number): number {
+  const v = values[name];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: expected a positive integer, got '${String(v)}'`);
+  return n;
+}
+
+export function requiredString(values: OptionValues, name: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function existingFile(path: string, what: string): string {
+  if (!existsSync(path)) throw new UsageError(`${what} '${path}' does not exist`);
+  return path;
+}
+
+export interface LoadedTokenizer {
+  model: IBQTokenizer;
+  config: IBQConfig;
+  backend: Backend;
+}
+
+/** Config + weights -> a tokenizer in eval mode on the chosen device. */
+export async function loadTokenizer(values: OptionValues, io: Io): Promise<LoadedTokenizer> {
+  const configPath = existingFile(requiredString(values, 'config'), 'config');
+  const ckptPath = existingFile(requiredString(values, 'ckpt'), 'checkpoint');
+  if (values.ema && values.raw) throw new UsageError('--ema and --raw exclude each other');
+  let config: IBQConfig;
+  try {
+    config = loadConfig(configPath);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+  const weights = await readTokenizerWeights(ckptPath, {
+    weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined,
+    notice: (m) => io.err(m),
+  });
+  const backend = await openBackend(values.device as string | undefined, io);
+  const model = nn.withoutRandomInit(() => new IBQTokenizer(config));
+  try {
+    model.loadStateDict(weights);
+  } catch (e) {
+    model.dispose();
+    backend.destroy();
+    throw new Error(`checkpoint '${ckptPath}' does not fit config '${configPath}': ${(e as Error).message}`);
+  }
+  model.eval();
+  return { model, config, backend };
+}
+
+/** Runs `work` over [0, n) in batches, showing progress on long inputs. */
+export async function inBatches(n: number, batch: number, io: Io, what: string, work: (start: number, end: number) => Promise<void>): Promise<void> {
+  const t0 = Date.now();
+  for (let s = 0; s < n; s += batch) {
+    const e = Math.min(n, s + batch);
+    await work(s, e);
+    const dt = (Date.now() - t0) / 1000;
+    const rate = e / Math.max(dt, 1e-9);
+    io.status(`${what} ${e}/${n}  ${rate.toFixed(2)}/s  ETA ${((n - e) / rate).toFixed(0)}s`);
+  }
+  io.status('');
+}
