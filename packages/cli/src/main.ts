@@ -6,15 +6,19 @@ import { parseArgs } from 'node:util';
 import { type Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './command.js';
 import { convertCommand } from './commands/convert.js';
 import { decodeCommand } from './commands/decode.js';
+import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { reconstructCommand } from './commands/reconstruct.js';
+import { trainCommand } from './commands/train.js';
 import { type Io, processIo } from './io.js';
 
 export const VERSION = '0.1.0';
 
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
-export const COMMANDS: readonly Command[] = [devicesCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand];
+export const COMMANDS: readonly Command[] = [
+  demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
+];
 
 export function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

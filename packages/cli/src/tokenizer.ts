@@ -35,6 +35,12 @@ export async function openBackend(device: string | undefined, io: Io): Promise<B
   for (const name of order) {
     try {
       const b = await createBackend(name);
+      if (want === 'auto' && name === 'webgpu' && isSoftwareAdapter(b)) {
+        // A CPU-emulated GPU (llvmpipe/lavapipe) is slower than the wasm backend on the same cores.
+        b.destroy();
+        reasons.push('webgpu: a software adapter (CPU emulation); the cpu backend is faster here');
+        continue;
+      }
       setBackend(b);
       return b;
     } catch (e) {
@@ -45,6 +51,11 @@ export async function openBackend(device: string | undefined, io: Io): Promise<B
   }
   io.err(`no backend could start:\n  ${reasons.join('\n  ')}`);
   throw new Error('no backend');
+}
+
+function isSoftwareAdapter(b: Backend): boolean {
+  const adapter = (b.describe?.() as { adapter?: { architecture?: string; isFallbackAdapter?: boolean } } | undefined)?.adapter;
+  return adapter?.architecture === 'software' || adapter?.isFallbackAdapter === true;
 }
 
 export function positiveInt(values: OptionValues, name: string, dflt: number): number {

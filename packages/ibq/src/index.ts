@@ -5,3 +5,4 @@ export * from './checkpoint.js';
 export * from './discriminator.js';
 export * from './trainer.js';
 export * from './weights.js';
+export * from './presets.js';
