@@ -1,7 +1,7 @@
 // The IBQ tokenizer: the taming VQGAN Encoder/Decoder, quant_conv / post_quant_conv and the
 // IndexPropagationQuantizer, with the official parameter names (spec: shared/spec/tokenizer.md).
 
-import { type Tensor, add, apply, nn, pad, permute, silu, upsampleNearest2x } from '@ibq/tensor';
+import { type Tensor, add, apply, nn, pad, permute, silu, tidy, upsampleNearest2x } from '@ibq/tensor';
 import type { DDConfig, IBQConfig } from './config.js';
 
 const { Conv2d, GroupNorm, ModuleList, Module, scaledDotProductAttention } = nn;
@@ -230,7 +230,11 @@ export class IndexPropagationQuantizer extends Module {
   }
 }
 
-/** encoder -> quant_conv -> quantize -> post_quant_conv -> decoder. */
+/**
+ * encoder -> quant_conv -> quantize -> post_quant_conv -> decoder. Each public method runs in
+ * its own scope: intermediates are freed (the tape keeps what backward needs), so callers only
+ * dispose what they get back.
+ */
 export class IBQTokenizer extends Module {
   readonly encoder;
   readonly decoder;
@@ -249,26 +253,30 @@ export class IBQTokenizer extends Module {
 
   /** Pre-quantization latents z = quant_conv(encoder(x)). */
   encodeLatents(x: Tensor): Tensor {
-    return this.quant_conv.forward(this.encoder.forward(x));
+    return tidy(() => this.quant_conv.forward(this.encoder.forward(x)));
   }
 
   encode(x: Tensor, chunk?: number): { zq: Tensor; indices: Tensor; losses: Tensor; z: Tensor } {
-    const z = this.encodeLatents(x);
-    return { ...this.quantize.forward(z, chunk), z };
+    return tidy(() => {
+      const z = this.encodeLatents(x);
+      return { ...this.quantize.forward(z, chunk), z };
+    });
   }
 
   decode(zq: Tensor): Tensor {
-    return this.decoder.forward(this.post_quant_conv.forward(zq));
+    return tidy(() => this.decoder.forward(this.post_quant_conv.forward(zq)));
   }
 
   /** Token grid [B, H, W] (i32) -> images [B, 3, R, R] (not clamped). */
   decodeIndices(indices: Tensor): Tensor {
     const [b, h, w] = indices.shape;
-    return this.decode(this.quantize.lookup(indices, b, h, w));
+    return tidy(() => this.decode(this.quantize.lookup(indices, b, h, w)));
   }
 
   forward(x: Tensor, chunk?: number): { xrec: Tensor; indices: Tensor; losses: Tensor } {
-    const { zq, indices, losses } = this.encode(x, chunk);
-    return { xrec: this.decode(zq), indices, losses };
+    return tidy(() => {
+      const { zq, indices, losses } = this.encode(x, chunk);
+      return { xrec: this.decode(zq), indices, losses };
+    });
   }
 }

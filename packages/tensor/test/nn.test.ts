@@ -131,11 +131,15 @@ describe.each(backends.map((b) => [b.name, b] as const))('nn on %s', (_name, be)
     };
     const mine = await grads(be);
     const theirs = await grads(ref);
+    // conv.bias feeds a training-mode BatchNorm, which removes per-channel constants: its true
+    // gradient is 0 and both sides hold rounding noise. So each parameter's error is measured
+    // against the larger of its own gradient and a small share of the whole model's.
+    const sq = (a: readonly number[]) => a.reduce((s, v) => s + v * v, 0);
+    const total = theirs.reduce((s, [, r]) => s + sq(r), 0);
     mine.forEach(([n, g], i) => {
       const r = theirs[i][1];
       const num = g.reduce((a, v, j) => a + (v - r[j]) ** 2, 0);
-      const den = r.reduce((a, v) => a + v * v, 0) || 1;
-      expect(num / den, n).toBeLessThan(1e-6);
+      expect(num / Math.max(sq(r), 1e-6 * total), n).toBeLessThan(1e-6);
     });
   });
 });
