@@ -6,7 +6,6 @@ usage: /usr/bin/python3 packages/ibq/bench/torch_peer.py {encode_decode|quantize
 """
 import json, os, resource, sys, time
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'scripts'))
 import make_golden as G  # noqa: E402
@@ -33,23 +32,6 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def quantize(z, E, beta=0.25, temp=0.01):
-    logits = torch.einsum('bdhw,nd->bnhw', z, E)
-    soft = F.softmax(logits, dim=1)
-    ind = soft.max(1, keepdim=True)[1]
-    hard = torch.zeros_like(logits).scatter_(1, ind, 1.0)
-    one_hot = hard - soft.detach() + soft
-    zq = torch.einsum('bnhw,nd->bdhw', one_hot, E)
-    zq2 = torch.einsum('bnhw,nd->bdhw', hard, E)
-    ql = torch.mean((zq - z) ** 2) + torch.mean((zq2.detach() - z) ** 2) + beta * torch.mean((zq2 - z.detach()) ** 2)
-    flat = logits.permute(0, 2, 3, 1).reshape(-1, E.shape[0])
-    p = F.softmax(flat / temp, -1)
-    logp = F.log_softmax(flat / temp + 1e-5, -1)
-    avg_p = p.mean(0)
-    ent = torch.mean(torch.sum(-p * logp, -1)) + torch.sum(avg_p * torch.log(avg_p + 1e-5))
-    return zq, ql, ent
-
-
 def main():
     what = sys.argv[1]
     runs = int(sys.argv[sys.argv.index('--runs') + 1]) if '--runs' in sys.argv else 5
@@ -70,13 +52,15 @@ def main():
     elif what == 'quantizer':
         T, N, D = 1024, 262144, 256
         z = (torch.randn(4, D, 16, 16) * 0.1).requires_grad_()
-        E = (torch.randn(N, D) * 0.05).requires_grad_()
+        q = G.Quantize(N, D)
+        with torch.no_grad():
+            q.embedding.weight.mul_(0.05)
 
         def work():
-            zq, ql, ent = quantize(z, E)
+            zq, (ql, _, _, ent), _, _ = q(z)
             (zq.sum() + ql + 0.05 * ent).backward()
             z.grad = None
-            E.grad = None
+            q.embedding.weight.grad = None
         ms = median_ms(work, max(1, runs))
         print(json.dumps({'bench': 'quantizer fwd+bwd', 'shape': f'{T} tokens x {N} codes x {D}', 'peer': 'pytorch',
                           'threads': threads, 'ms': round(ms, 1), 'peak_rss_bytes': peak_rss_bytes()}))
