@@ -11,6 +11,12 @@ export interface AdamOptions {
   weightDecay?: number;
   /** AdamW: decay the weights directly (param *= 1 - lr*wd) instead of adding wd*param to the gradient. */
   decoupled?: boolean;
+  /**
+   * Parameters kept out of weight decay (the usual second group: norms and biases). Leave it
+   * empty to decay every parameter, as the reference's AR trainer ends up doing (it writes the
+   * scheduled weight decay into every group).
+   */
+  noDecay?: readonly Tensor[];
 }
 
 export interface AdamState {
@@ -32,6 +38,7 @@ export class Adam {
   readonly betas: [number, number];
   readonly eps: number;
   readonly decoupled: boolean;
+  private readonly noDecay: ReadonlySet<Tensor>;
   stepCount = 0;
   private readonly m: Tensor[];
   private readonly v: Tensor[];
@@ -42,6 +49,7 @@ export class Adam {
     this.eps = o.eps ?? 1e-8;
     this.weightDecay = o.weightDecay ?? 0;
     this.decoupled = o.decoupled ?? false;
+    this.noDecay = new Set(o.noDecay ?? []);
     this.m = params.map((p) => noGrad(() => keep(zeros(p.shape, { backend: p.backend }))));
     this.v = params.map((p) => noGrad(() => keep(zeros(p.shape, { backend: p.backend }))));
   }
@@ -57,7 +65,7 @@ export class Adam {
           beta1: this.betas[0],
           beta2: this.betas[1],
           eps: this.eps,
-          weightDecay: this.weightDecay,
+          weightDecay: this.noDecay.has(p) ? 0 : this.weightDecay,
           decoupled: this.decoupled,
           step: this.stepCount,
         });

@@ -210,6 +210,18 @@ describe('modules on reference', () => {
     }
   });
 
+  it('parameters in noDecay are not decayed; by default every parameter is', async () => {
+    const a = tensor([1, 1], [2], { requiresGrad: true });
+    const b = tensor([1, 1], [2], { requiresGrad: true });
+    const opt = new Adam([a, b], { lr: 0.1, weightDecay: 0.5, decoupled: true, noDecay: [b] });
+    a.grad = tensor([0, 0], [2]);
+    b.grad = tensor([0, 0], [2]);
+    opt.step();
+    expect(await a.array()).toEqual([0.95, 0.95].map((v) => expect.closeTo(v, 6)));
+    expect(await b.array()).toEqual([1, 1]);
+    opt.dispose();
+  });
+
   it('clipGradNorm scales to the max norm and EMA tracks parameters', async () => {
     const p = tensor([3, 4], [2], { requiresGrad: true });
     p.grad = tensor([3, 4], [2]);
