@@ -4,7 +4,12 @@
 //   weight gradient;
 //   ibq_quantize forward, and forward+backward, for 4096 tokens x 16384 codes x 256 dims and
 //   1024 tokens x 262144 codes x 256 dims (with peak memory). The quantizer's peers run its
-//   forward core: matmul + softmax + argmax.
+//   forward core: matmul + softmax + argmax;
+//   attention, forward and forward+backward: the IBQ mid-block shape (one head of 512 over
+//   16x16 tokens) and an AR shape (16 causal heads of 64 over 256 tokens); ONNX Runtime runs
+//   the forward as MatMul, Mul, (Add of a causal mask), Softmax, MatMul;
+//   group_norm (IBQ: 32 groups), layer_norm and rms_norm, forward and forward+backward;
+//   ONNX Runtime's LayerNormalization is layer_norm's peer (opset 17 has no GroupNorm/RMSNorm).
 
 import { availableParallelism } from 'node:os';
 import { type Backend, type TensorInfo, createBackend, runOp } from '../src/index.js';
@@ -29,7 +34,7 @@ function releaseAll(ts: TensorInfo[]): void {
 async function ours(op: string, shape: Record<string, number | string>, flops: number, fn: () => void,
   extra: () => Record<string, unknown> = () => ({})): Promise<number> {
   const ms = await time(fn, options.runs);
-  const f: Figure = { op, shape, backend: 'cpu', threads, ms, runs: options.runs, gflops: flops / ms / 1e6, ...extra() };
+  const f: Figure = { op, shape, backend: 'cpu', threads, ms, runs: options.runs, ...(flops > 0 ? { gflops: flops / ms / 1e6 } : {}), ...extra() };
   emit(f);
   return ms;
 }
@@ -43,7 +48,7 @@ async function peer(name: string, peerThreads: number, op: string, shape: Record
   }
   try {
     const ms = await time(prepared, options.runs);
-    emit({ op, shape, backend: 'cpu', threads: peerThreads, ms, runs: options.runs, gflops: flops / ms / 1e6, peer: name, ratio: ms / ourMs, ...(note ? { note } : {}) });
+    emit({ op, shape, backend: 'cpu', threads: peerThreads, ms, runs: options.runs, ...(flops > 0 ? { gflops: flops / ms / 1e6 } : {}), peer: name, ratio: ms / ourMs, ...(note ? { note } : {}) });
   } catch (e) {
     process.stderr.write(`[bench] peer ${name} failed for ${op}: ${(e as Error).message}\n`);
   }
@@ -212,6 +217,82 @@ async function benchQuantizer(T: number, N: number, D: number, withMemory: boole
   }, note);
 }
 
+async function benchAttention(B: number, H: number, L: number, D: number, causal: boolean): Promise<void> {
+  const shape = { B, H, L, D, causal: causal ? 'yes' : 'no' };
+  const attrs = { causal };
+  // q.k and p.v: 4 B H L^2 D flops, half of it when causal.
+  const flops = 4 * B * H * L * L * D * (causal ? 0.5 : 1);
+  const n = B * H * L * D;
+  const Q = randomArray(n, 21), K = randomArray(n, 22), V = randomArray(n, 23);
+  const q = upload(Q, [B, H, L, D]), k = upload(K, [B, H, L, D]), v = upload(V, [B, H, L, D]);
+  const fwd = await ours('attention', shape, flops, () => releaseAll(runOp(backend, 'attention', [q, k, v], attrs)));
+  // The backward recomputes the scores and adds three more products: 3.5x the forward's work
+  // as flash-style kernels count it (q.k twice, dout.v twice, dS.k, dS^T.q, P^T.dout).
+  await ours('attention+grad', shape, 3.5 * flops, () => {
+    const [out, lse] = runOp(backend, 'attention', [q, k, v], attrs);
+    const grads = runOp(backend, 'attention_grad', [out, q, k, v, out, lse], attrs);
+    releaseAll([out, lse, ...grads]);
+  });
+  releaseAll([q, k, v]);
+  const KT = new Float32Array(n);
+  for (let bh = 0; bh < B * H; bh++) for (let j = 0; j < L; j++) for (let d = 0; d < D; d++) KT[bh * L * D + d * L + j] = K[bh * L * D + j * D + d];
+  const mask = new Float32Array(L * L);
+  if (causal) for (let i = 0; i < L; i++) for (let j = i + 1; j < L; j++) mask[i * L + j] = -Infinity;
+  await ortPeers('attention', shape, flops, fwd, {
+    nodes: [
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      { op: 'Mul', inputs: ['s', 'scale'], outputs: ['ss'] },
+      ...(causal ? [{ op: 'Add', inputs: ['ss', 'mask'], outputs: ['sm'] }] : []),
+      { op: 'Softmax', inputs: [causal ? 'sm' : 'ss'], outputs: ['p'], int: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'v'], outputs: ['y'] },
+    ],
+    inputs: [['q', [B, H, L, D], Q], ['kt', [B, H, D, L], KT], ['v', [B, H, L, D], V], ['scale', [1], Float32Array.of(1 / Math.sqrt(D))],
+      ...(causal ? [['mask', [L, L], mask] as [string, number[], Float32Array]] : [])],
+    outputs: [['y', [B, H, L, D]]],
+  }, 'MatMul, Mul, Softmax, MatMul (materialises the L x L scores)');
+}
+
+async function benchNorms(): Promise<void> {
+  const q = options.quick;
+  // GroupNorm as in the IBQ encoder / decoder: 32 groups.
+  {
+    const [N, C, H, W] = q ? [1, 64, 32, 32] : [4, 128, 64, 64];
+    const shape = { N, C, H, W, groups: 32 };
+    const attrs = { groups: 32, eps: 1e-6 };
+    const X = randomArray(N * C * H * W, 31);
+    const x = upload(X, [N, C, H, W]), w = upload(randomArray(C, 32), [C]), bias = upload(randomArray(C, 33), [C]);
+    await ours('group_norm', shape, 0, () => releaseAll(runOp(backend, 'group_norm', [x, w, bias], attrs)));
+    await ours('group_norm+grad', shape, 0, () => {
+      const [y, mean, rstd] = runOp(backend, 'group_norm', [x, w, bias], attrs);
+      releaseAll([y, mean, rstd, ...runOp(backend, 'group_norm_grad', [y, x, w, mean, rstd], { groups: 32 })]);
+    });
+    releaseAll([x, w, bias]);
+  }
+  // LayerNorm / RMSNorm over transformer rows.
+  {
+    const [R, D] = q ? [512, 256] : [4096, 1024];
+    const shape = { rows: R, D };
+    const X = randomArray(R * D, 34), Wt = randomArray(D, 35), Bs = randomArray(D, 36);
+    const x = upload(X, [R, D]), w = upload(Wt, [D]), bias = upload(Bs, [D]);
+    const fwd = await ours('layer_norm', shape, 0, () => releaseAll(runOp(backend, 'layer_norm', [x, w, bias], { eps: 1e-5 })));
+    await ours('layer_norm+grad', shape, 0, () => {
+      const [y, mean, rstd] = runOp(backend, 'layer_norm', [x, w, bias], { eps: 1e-5 });
+      releaseAll([y, mean, rstd, ...runOp(backend, 'layer_norm_grad', [y, x, w, mean, rstd])]);
+    });
+    await ortPeers('layer_norm', shape, 0, fwd, {
+      nodes: [{ op: 'LayerNormalization', inputs: ['x', 'w', 'b'], outputs: ['y'], int: { axis: -1 } }],
+      inputs: [['x', [R, D], X], ['w', [D], Wt], ['b', [D], Bs]],
+      outputs: [['y', [R, D]]],
+    });
+    await ours('rms_norm', shape, 0, () => releaseAll(runOp(backend, 'rms_norm', [x, w], { eps: 1e-6 })));
+    await ours('rms_norm+grad', shape, 0, () => {
+      const [y, rstd] = runOp(backend, 'rms_norm', [x, w], { eps: 1e-6 });
+      releaseAll([y, rstd, ...runOp(backend, 'rms_norm_grad', [y, x, w, rstd])]);
+    });
+    releaseAll([x, w, bias]);
+  }
+}
+
 export async function run(o: BenchOptions): Promise<void> {
   options = o;
   threads = o.threads || Number(process.env.IBQ_THREADS) || availableParallelism();
@@ -229,6 +310,11 @@ export async function run(o: BenchOptions): Promise<void> {
       await benchQuantizer(q ? 256 : 4096, q ? 2048 : 16384, q ? 64 : 256, false);
       await benchQuantizer(q ? 64 : 1024, q ? 16384 : 262144, q ? 64 : 256, true);
     }
+    if (want('attention')) {
+      await benchAttention(q ? 1 : 2, 1, q ? 64 : 256, q ? 128 : 512, false);
+      await benchAttention(q ? 2 : 8, q ? 4 : 16, q ? 64 : 256, 64, true);
+    }
+    if (want('norm')) await benchNorms();
   } finally {
     backend.destroy();
   }

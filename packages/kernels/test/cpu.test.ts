@@ -1,7 +1,10 @@
 // cpu-backend specifics the parity harness does not cover: the build check, memory growth
-// and reuse, results independent of the thread count, and the quantizer's bounded memory.
+// and reuse, results independent of the thread count (GEMM tiles and quantizer units are
+// taken dynamically), and the quantizer's bounded memory. Norms and attention on larger shapes:
+// cpu-norm-attention.test.ts.
 import { afterAll, describe, expect, it } from 'vitest';
-import { type TensorInfo, runOp } from '../src/index.js';
+import { type TensorInfo, getOp, runOp } from '../src/index.js';
+import { checkCase, checkGradParity } from '../src/harness/index.js';
 import { CpuBackend } from '../src/backends/cpu/index.js';
 
 const one = new CpuBackend({ threads: 1 });
@@ -66,20 +69,53 @@ describe('cpu backend', () => {
     two.release(again.buffer);
   });
 
-  it('gives bit-identical matmul and conv2d results on 1 and 2 threads', () => {
-    const A = rand(96 * 200, 4), B = rand(200 * 136, 5);
-    const X = rand(2 * 8 * 20 * 20, 6), W = rand(12 * 8 * 3 * 3, 7);
+  it('gives bit-identical matmul, conv2d and conv2d gradient results on 1 and 2 threads', () => {
+    // Shapes that split into several tiles along M and N (threads take tiles dynamically).
+    const A = rand(300 * 200, 4), B = rand(200 * 700, 5);
+    const X = rand(3 * 16 * 40 * 42, 6), W = rand(24 * 16 * 3 * 3, 7), DY = rand(3 * 24 * 20 * 21, 11);
+    const conv = { stride: [2, 2], padding: [1, 1, 1, 1] };
     const outs = [one, two].map((b) => {
-      const a = upload(b, A, [96, 200]), bb = upload(b, B, [200, 136]);
-      const x = upload(b, X, [2, 8, 20, 20]), w = upload(b, W, [12, 8, 3, 3]);
+      const a = upload(b, A, [300, 200]), bb = upload(b, B, [200, 700]);
+      const x = upload(b, X, [3, 16, 40, 42]), w = upload(b, W, [24, 16, 3, 3]), dy = upload(b, DY, [3, 24, 20, 21]);
       const [mm] = runOp(b, 'matmul', [a, bb]);
-      const [cv] = runOp(b, 'conv2d', [x, w], { stride: [1, 1], padding: [1, 1, 1, 1] });
-      const r = [Array.from(read(b, mm)), Array.from(read(b, cv))];
-      for (const t of [a, bb, x, w, mm, cv]) b.release(t.buffer);
+      const [cv] = runOp(b, 'conv2d', [x, w], conv);
+      const [dx] = runOp(b, 'conv2d_grad_input', [dy, w], { ...conv, inputSize: [40, 42] });
+      const [dw] = runOp(b, 'conv2d_grad_weight', [x, dy], { ...conv, kernelSize: [3, 3] });
+      const r = [mm, cv, dx, dw].map((t) => Array.from(read(b, t)));
+      for (const t of [a, bb, x, w, dy, mm, cv, dx, dw]) b.release(t.buffer);
       return r;
     });
-    expect(outs[1][0]).toEqual(outs[0][0]);
-    expect(outs[1][1]).toEqual(outs[0][1]);
+    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], ['matmul', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'][i]).toEqual(outs[0][i]);
+  });
+
+  it('matches reference on convolutions large enough for several GEMM tiles and threads', async () => {
+    const def = getOp('conv2d');
+    const cases = [
+      { name: '3x3 pad 1', shapes: [[2, 16, 40, 42], [24, 16, 3, 3], [24]], attrs: { stride: [1, 1], padding: [1, 1, 1, 1] } },
+      { name: '3x3 stride 2, asymmetric pad', shapes: [[2, 16, 40, 42], [24, 16, 3, 3], [24]], attrs: { stride: [2, 2], padding: [0, 1, 0, 1] } },
+      { name: '1x1', shapes: [[2, 40, 30, 30], [24, 40, 1, 1], [24]], attrs: { stride: [1, 1], padding: [0, 0, 0, 0] } },
+    ];
+    for (const c of cases) {
+      expect((await checkCase(two, def, c)).failure, c.name).toBeNull();
+      expect((await checkGradParity(two, def, c)).failure, `${c.name} (gradients)`).toBeNull();
+    }
+  });
+
+  it('gives bit-identical quantizer results on 1 and 2 threads', () => {
+    const T = 100, N = 3000, D = 12;
+    const Z = rand(T * D, 12, 0.5), E = rand(N * D, 13, 0.5), DZQ = rand(T * D, 14);
+    const attrs = { beta: 0.25, temperature: 0.05 };
+    const outs = [one, two].map((b) => {
+      const z = upload(b, Z, [T, D]), e = upload(b, E, [N, D]), dzq = upload(b, DZQ, [T, D]);
+      const dl = upload(b, Float32Array.from([1, 0.1, 0.2, 0.3]), [4]);
+      const fwd = runOp(b, 'ibq_quantize', [z, e], attrs);
+      const [indices, , , lse, lseT, avgP] = fwd;
+      const grads = runOp(b, 'ibq_quantize_grad', [dzq, dl, z, e, indices, lse, lseT, avgP], attrs);
+      const r = [...fwd, ...grads].map((t) => Array.from(read(b, t)));
+      for (const t of [z, e, dzq, dl, ...fwd, ...grads]) b.release(t.buffer);
+      return r;
+    });
+    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], `output ${i}`).toEqual(outs[0][i]);
   });
 
   it('quantizes against a 262144-row codebook without a [tokens x codebook] buffer, whatever the chunk', () => {

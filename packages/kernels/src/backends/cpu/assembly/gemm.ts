@@ -3,12 +3,15 @@
 // one KC x NC block of the virtual im2col matrix at a time, never the whole of it.
 //
 // C[M,N] (+)= A[M,K] . B[K,N]. A is packed into MR-row panels (k-major, MR floats per k),
-// B into NR-column panels (NR floats per k). The 4x8 micro-kernel keeps 8 f32x4
-// accumulators in registers. The descriptor (i32 fields, see DESC_* below) is written by the
-// host; each thread gets a range of batches and a rectangle [i0,i1) x [j0,j1) of C.
+// B into NR-column panels (NR floats per k). The 2x16 micro-kernel keeps 8 f32x4
+// accumulators in registers (measured under V8: 2x16 runs ~1.6x faster than 4x8, which
+// needs twice the splat loads of A per k; tiles with more accumulators, or an unrolled k loop,
+// spill). The descriptor (i32 fields, see DESC_* below) is written by the host; `gemm` runs a
+// range of batches over a rectangle [i0,i1) x [j0,j1) of C, and `gemmTiles` lets the threads
+// take such rectangles from a shared counter.
 
-export const MR = 4;
-export const NR = 8;
+export const MR = 2;
+export const NR = 16;
 export const KC = 256;
 export const MC = 128;
 export const NC = 1024;
@@ -38,33 +41,26 @@ function packA(desc: usize, a: usize, dst: usize, i0: i32, mc: i32, k0: i32, kc:
       const rows = min(MR, mc - ip);
       const panel = dst + (<usize>(ip * kc) << 2);
       if (rows == MR && sk == 1) {
-        // Four row streams, one float of each per k.
+        // Two row streams, interleaved: [r0[k], r1[k]] per k.
         const r0 = a + (<usize>((i0 + ip) * sm + k0) << 2);
-        const r1 = r0 + (<usize>sm << 2), r2 = r1 + (<usize>sm << 2), r3 = r2 + (<usize>sm << 2);
+        const r1 = r0 + (<usize>sm << 2);
         let k = 0;
         for (; k + 4 <= kc; k += 4) {
-          // 4x4 transpose of rows r0..r3, columns k..k+3.
           const o = <usize>k << 2;
-          const x0 = v128.load(r0 + o), x1 = v128.load(r1 + o), x2 = v128.load(r2 + o), x3 = v128.load(r3 + o);
-          const t0 = v128.shuffle<i32>(x0, x1, 0, 4, 1, 5), t1 = v128.shuffle<i32>(x2, x3, 0, 4, 1, 5);
-          const t2 = v128.shuffle<i32>(x0, x1, 2, 6, 3, 7), t3 = v128.shuffle<i32>(x2, x3, 2, 6, 3, 7);
-          const p = panel + (<usize>k << 4);
-          v128.store(p, v128.shuffle<i64>(t0, t1, 0, 2));
-          v128.store(p, v128.shuffle<i64>(t0, t1, 1, 3), 16);
-          v128.store(p, v128.shuffle<i64>(t2, t3, 0, 2), 32);
-          v128.store(p, v128.shuffle<i64>(t2, t3, 1, 3), 48);
+          const x0 = v128.load(r0 + o), x1 = v128.load(r1 + o);
+          const p = panel + (<usize>k << 3);
+          v128.store(p, v128.shuffle<i32>(x0, x1, 0, 4, 1, 5));
+          v128.store(p, v128.shuffle<i32>(x0, x1, 2, 6, 3, 7), 16);
         }
         for (; k < kc; k++) {
-          const o = <usize>k << 2, p = panel + (<usize>k << 4);
+          const o = <usize>k << 2, p = panel + (<usize>k << 3);
           store<f32>(p, load<f32>(r0 + o));
           store<f32>(p, load<f32>(r1 + o), 4);
-          store<f32>(p, load<f32>(r2 + o), 8);
-          store<f32>(p, load<f32>(r3 + o), 12);
         }
       } else if (rows == MR && sm == 1) {
         // Transposed A: the MR floats of one k are contiguous.
         for (let k = 0; k < kc; k++) {
-          v128.store(panel + (<usize>k << 4), v128.load(a + (<usize>((k0 + k) * sk + i0 + ip) << 2)));
+          store<u64>(panel + (<usize>k << 3), load<u64>(a + (<usize>((k0 + k) * sk + i0 + ip) << 2)));
         }
       } else {
         for (let k = 0; k < kc; k++) {
@@ -106,9 +102,11 @@ function packB(desc: usize, b: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc:
         let src = b + (<usize>(k0 * sk + j0 + jp) << 2);
         const step = <usize>sk << 2;
         for (let k = 0; k < kc; k++) {
-          const p = panel + (<usize>k << 5);
+          const p = panel + (<usize>k << 6);
           v128.store(p, v128.load(src));
           v128.store(p, v128.load(src, 16), 16);
+          v128.store(p, v128.load(src, 32), 32);
+          v128.store(p, v128.load(src, 48), 48);
           src += step;
         }
       } else if (cols == NR && sk == 1) {
@@ -116,16 +114,12 @@ function packB(desc: usize, b: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc:
         const c0 = b + (<usize>((j0 + jp) * sn + k0) << 2);
         const s = <usize>sn << 2;
         for (let k = 0; k < kc; k++) {
-          const p = panel + (<usize>k << 5), o = <usize>k << 2;
-          const c = c0 + o;
-          store<f32>(p, load<f32>(c));
-          store<f32>(p, load<f32>(c + s), 4);
-          store<f32>(p, load<f32>(c + 2 * s), 8);
-          store<f32>(p, load<f32>(c + 3 * s), 12);
-          store<f32>(p, load<f32>(c + 4 * s), 16);
-          store<f32>(p, load<f32>(c + 5 * s), 20);
-          store<f32>(p, load<f32>(c + 6 * s), 24);
-          store<f32>(p, load<f32>(c + 7 * s), 28);
+          const p = panel + (<usize>k << 6);
+          let c = c0 + (<usize>k << 2);
+          for (let q = 0; q < NR; q++) {
+            store<f32>(p + (<usize>q << 2), load<f32>(c));
+            c += s;
+          }
         }
       } else {
         for (let k = 0; k < kc; k++) {
@@ -147,50 +141,55 @@ function packB(desc: usize, b: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc:
 
 /** B[(c,kh,kw), (oh,ow)] = x[c, oh*sh-pt+kh, ow*sw-pl+kw] (0 in the padding). */
 function packIm2col(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc: i32): void {
-  const H = di(desc, D_H), W = di(desc, D_W), KH = di(desc, D_KH), KW = di(desc, D_KW);
-  const sh = di(desc, D_SH), sw = di(desc, D_SW), pt = di(desc, D_PT), pl = di(desc, D_PL), OW = di(desc, D_OW);
-  const KK = KH * KW;
   for (let jp = 0; jp < nc; jp += NR) {
     const cols = min(NR, nc - jp);
     const panel = dst + (<usize>(jp * kc) << 2);
-    const p0 = j0 + jp;
-    const oh0 = p0 / OW, ow0 = p0 - oh0 * OW;
-    const sameRow = cols == NR && ow0 + NR <= OW;
-    let c = k0 / KK, r = k0 - c * KK;
-    let kh = r / KW, kw = r - kh * KW;
-    for (let k = 0; k < kc; k++) {
-      const p = panel + (<usize>k << 5);
-      const plane = x + (<usize>(c * H * W) << 2);
-      if (sameRow) {
-        const ih = oh0 * sh - pt + kh, iw0 = ow0 * sw - pl + kw;
-        if (ih < 0 || ih >= H) {
-          v128.store(p, i32x4.splat(0));
-          v128.store(p, i32x4.splat(0), 16);
-        } else if (sw == 1 && iw0 >= 0 && iw0 + NR <= W) {
-          const src = plane + (<usize>(ih * W + iw0) << 2);
-          v128.store(p, v128.load(src));
-          v128.store(p, v128.load(src, 16), 16);
-        } else {
-          const row = plane + (<usize>(ih * W) << 2);
-          for (let q = 0; q < NR; q++) {
-            const iw = iw0 + q * sw;
-            store<f32>(p + (<usize>q << 2), iw >= 0 && iw < W ? load<f32>(row + (<usize>iw << 2)) : 0);
-          }
-        }
+    // Two segments of 8 columns each (8 output pixels along one row: a vector copy).
+    for (let h = 0; h < NR; h += 8) im2colSegment(desc, x, panel + (<usize>h << 2), k0, kc, j0 + jp + h, min(8, cols - h));
+  }
+}
+
+/** Columns [p0, p0 + n) (n <= 8; zeros for the rest of the 8) of the im2col block, NR floats per k row. */
+function im2colSegment(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, p0: i32, n: i32): void {
+  const H = di(desc, D_H), W = di(desc, D_W), KH = di(desc, D_KH), KW = di(desc, D_KW);
+  const sh = di(desc, D_SH), sw = di(desc, D_SW), pt = di(desc, D_PT), pl = di(desc, D_PL), OW = di(desc, D_OW);
+  const KK = KH * KW;
+  const oh0 = p0 / OW, ow0 = p0 - oh0 * OW;
+  const sameRow = n == 8 && ow0 + 8 <= OW;
+  let c = k0 / KK, r = k0 - c * KK;
+  let kh = r / KW, kw = r - kh * KW;
+  for (let k = 0; k < kc; k++) {
+    const p = dst + (<usize>(k * NR) << 2);
+    const plane = x + (<usize>(c * H * W) << 2);
+    if (sameRow) {
+      const ih = oh0 * sh - pt + kh, iw0 = ow0 * sw - pl + kw;
+      if (ih < 0 || ih >= H) {
+        v128.store(p, i32x4.splat(0));
+        v128.store(p, i32x4.splat(0), 16);
+      } else if (sw == 1 && iw0 >= 0 && iw0 + 8 <= W) {
+        const src = plane + (<usize>(ih * W + iw0) << 2);
+        v128.store(p, v128.load(src));
+        v128.store(p, v128.load(src, 16), 16);
       } else {
-        let oh = oh0, ow = ow0;
-        for (let q = 0; q < NR; q++) {
-          let v: f32 = 0;
-          if (q < cols) {
-            const ih = oh * sh - pt + kh, iw = ow * sw - pl + kw;
-            if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = load<f32>(plane + (<usize>(ih * W + iw) << 2));
-          }
-          store<f32>(p + (<usize>q << 2), v);
-          if (++ow == OW) { ow = 0; oh++; }
+        const row = plane + (<usize>(ih * W) << 2);
+        for (let q = 0; q < 8; q++) {
+          const iw = iw0 + q * sw;
+          store<f32>(p + (<usize>q << 2), iw >= 0 && iw < W ? load<f32>(row + (<usize>iw << 2)) : 0);
         }
       }
-      if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; c++; } }
+    } else {
+      let oh = oh0, ow = ow0;
+      for (let q = 0; q < 8; q++) {
+        let v: f32 = 0;
+        if (q < n) {
+          const ih = oh * sh - pt + kh, iw = ow * sw - pl + kw;
+          if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = load<f32>(plane + (<usize>(ih * W + iw) << 2));
+        }
+        store<f32>(p + (<usize>q << 2), v);
+        if (++ow == OW) { ow = 0; oh++; }
+      }
     }
+    if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; c++; } }
   }
 }
 
@@ -199,56 +198,60 @@ function packIm2col(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i32
  * lies inside dy, else 0: the data gradient as a GEMM over the output pixels of dx.
  */
 function packConvDy(desc: usize, dy: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc: i32): void {
+  for (let jp = 0; jp < nc; jp += NR) {
+    const cols = min(NR, nc - jp);
+    const panel = dst + (<usize>(jp * kc) << 2);
+    for (let h = 0; h < NR; h += 8) convDySegment(desc, dy, panel + (<usize>h << 2), k0, kc, j0 + jp + h, min(8, cols - h));
+  }
+}
+
+/** Columns [p0, p0 + n) (n <= 8; zeros for the rest of the 8) of packConvDy's block, NR floats per k row. */
+function convDySegment(desc: usize, dy: usize, dst: usize, k0: i32, kc: i32, p0: i32, n: i32): void {
   const H = di(desc, D_H), W = di(desc, D_W), KH = di(desc, D_KH), KW = di(desc, D_KW);
   const sh = di(desc, D_SH), sw = di(desc, D_SW), pt = di(desc, D_PT), pl = di(desc, D_PL);
   const OH = di(desc, D_OH), OW = di(desc, D_OW);
   const KK = KH * KW;
-  for (let jp = 0; jp < nc; jp += NR) {
-    const cols = min(NR, nc - jp);
-    const panel = dst + (<usize>(jp * kc) << 2);
-    const p0 = j0 + jp;
-    const ih0 = p0 / W, iw0 = p0 - ih0 * W;
-    const sameRow = cols == NR && iw0 + NR <= W && sw == 1;
-    let o = k0 / KK, r = k0 - o * KK;
-    let kh = r / KW, kw = r - kh * KW;
-    for (let k = 0; k < kc; k++) {
-      const p = panel + (<usize>k << 5);
-      const plane = dy + (<usize>(o * OH * OW) << 2);
-      const th = ih0 + pt - kh;
-      const ohv = th >= 0 && th % sh == 0 ? th / sh : -1;
-      if (sameRow) {
-        const ow0 = iw0 + pl - kw; // stride 1 along w
-        if (ohv < 0 || ohv >= OH) {
-          v128.store(p, i32x4.splat(0));
-          v128.store(p, i32x4.splat(0), 16);
-        } else if (ow0 >= 0 && ow0 + NR <= OW) {
-          const src = plane + (<usize>(ohv * OW + ow0) << 2);
-          v128.store(p, v128.load(src));
-          v128.store(p, v128.load(src, 16), 16);
-        } else {
-          const row = plane + (<usize>(ohv * OW) << 2);
-          for (let q = 0; q < NR; q++) {
-            const ow = ow0 + q;
-            store<f32>(p + (<usize>q << 2), ow >= 0 && ow < OW ? load<f32>(row + (<usize>ow << 2)) : 0);
-          }
-        }
+  const ih0 = p0 / W, iw0 = p0 - ih0 * W;
+  const sameRow = n == 8 && iw0 + 8 <= W && sw == 1;
+  let o = k0 / KK, r = k0 - o * KK;
+  let kh = r / KW, kw = r - kh * KW;
+  for (let k = 0; k < kc; k++) {
+    const p = dst + (<usize>(k * NR) << 2);
+    const plane = dy + (<usize>(o * OH * OW) << 2);
+    const th = ih0 + pt - kh;
+    const ohv = th >= 0 && th % sh == 0 ? th / sh : -1;
+    if (sameRow) {
+      const ow0 = iw0 + pl - kw; // stride 1 along w
+      if (ohv < 0 || ohv >= OH) {
+        v128.store(p, i32x4.splat(0));
+        v128.store(p, i32x4.splat(0), 16);
+      } else if (ow0 >= 0 && ow0 + 8 <= OW) {
+        const src = plane + (<usize>(ohv * OW + ow0) << 2);
+        v128.store(p, v128.load(src));
+        v128.store(p, v128.load(src, 16), 16);
       } else {
-        let ih = ih0, iw = iw0;
-        for (let q = 0; q < NR; q++) {
-          let v: f32 = 0;
-          if (q < cols) {
-            const a = ih + pt - kh, b = iw + pl - kw;
-            if (a >= 0 && b >= 0 && a % sh == 0 && b % sw == 0) {
-              const oh = a / sh, ow = b / sw;
-              if (oh < OH && ow < OW) v = load<f32>(plane + (<usize>(oh * OW + ow) << 2));
-            }
-          }
-          store<f32>(p + (<usize>q << 2), v);
-          if (++iw == W) { iw = 0; ih++; }
+        const row = plane + (<usize>(ohv * OW) << 2);
+        for (let q = 0; q < 8; q++) {
+          const ow = ow0 + q;
+          store<f32>(p + (<usize>q << 2), ow >= 0 && ow < OW ? load<f32>(row + (<usize>ow << 2)) : 0);
         }
       }
-      if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; o++; } }
+    } else {
+      let ih = ih0, iw = iw0;
+      for (let q = 0; q < 8; q++) {
+        let v: f32 = 0;
+        if (q < n) {
+          const a = ih + pt - kh, b = iw + pl - kw;
+          if (a >= 0 && b >= 0 && a % sh == 0 && b % sw == 0) {
+            const oh = a / sh, ow = b / sw;
+            if (oh < OH && ow < OW) v = load<f32>(plane + (<usize>(oh * OW + ow) << 2));
+          }
+        }
+        store<f32>(p + (<usize>q << 2), v);
+        if (++iw == W) { iw = 0; ih++; }
+      }
     }
+    if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; o++; } }
   }
 }
 
@@ -265,7 +268,7 @@ function packIm2colT(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i3
     for (let k = 0; k < kc; k++) {
       const pix = k0 + k;
       const oh = pix / OW, ow = pix - oh * OW;
-      const p = panel + (<usize>k << 5);
+      const p = panel + (<usize>(k * NR) << 2);
       let c = q0 / KK, r = q0 - c * KK;
       let kh = r / KW, kw = r - kh * KW;
       for (let q = 0; q < NR; q++) {
@@ -282,62 +285,37 @@ function packIm2colT(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i3
 }
 
 /**
- * The 4x8 micro-kernel: acc = pa[kc x 4]^T . pb[kc x 8]; then C tile = acc (+ C if add).
- * Full tiles go straight to C; edge tiles (mr < 4 or nr < 8) through `tmp`.
+ * The 2x16 micro-kernel: acc = pa[kc x 2]^T . pb[kc x 16]; then C tile = acc (+ C if add).
+ * Full tiles go straight to C; edge tiles (mr < 2 or nr < 16) through `tmp`.
  */
 @inline function microKernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, mr: i32, nr: i32, add: bool, tmp: usize): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let k = 0;
-  for (; k + 2 <= kc; k += 2) {
-    let b0 = v128.load(pb), b1 = v128.load(pb, 16);
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const b0 = v128.load(pb), b1 = v128.load(pb, 16), b2 = v128.load(pb, 32), b3 = v128.load(pb, 48);
     let a = v128.load32_splat(pa);
     c00 = f32x4.add(c00, f32x4.mul(a, b0)); c01 = f32x4.add(c01, f32x4.mul(a, b1));
+    c02 = f32x4.add(c02, f32x4.mul(a, b2)); c03 = f32x4.add(c03, f32x4.mul(a, b3));
     a = v128.load32_splat(pa, 4);
     c10 = f32x4.add(c10, f32x4.mul(a, b0)); c11 = f32x4.add(c11, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 8);
-    c20 = f32x4.add(c20, f32x4.mul(a, b0)); c21 = f32x4.add(c21, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 12);
-    c30 = f32x4.add(c30, f32x4.mul(a, b0)); c31 = f32x4.add(c31, f32x4.mul(a, b1));
-    b0 = v128.load(pb, 32); b1 = v128.load(pb, 48);
-    a = v128.load32_splat(pa, 16);
-    c00 = f32x4.add(c00, f32x4.mul(a, b0)); c01 = f32x4.add(c01, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 20);
-    c10 = f32x4.add(c10, f32x4.mul(a, b0)); c11 = f32x4.add(c11, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 24);
-    c20 = f32x4.add(c20, f32x4.mul(a, b0)); c21 = f32x4.add(c21, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 28);
-    c30 = f32x4.add(c30, f32x4.mul(a, b0)); c31 = f32x4.add(c31, f32x4.mul(a, b1));
-    pa += 32; pb += 64;
-  }
-  if (k < kc) {
-    const b0 = v128.load(pb), b1 = v128.load(pb, 16);
-    let a = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(a, b0)); c01 = f32x4.add(c01, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(a, b0)); c11 = f32x4.add(c11, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 8);
-    c20 = f32x4.add(c20, f32x4.mul(a, b0)); c21 = f32x4.add(c21, f32x4.mul(a, b1));
-    a = v128.load32_splat(pa, 12);
-    c30 = f32x4.add(c30, f32x4.mul(a, b0)); c31 = f32x4.add(c31, f32x4.mul(a, b1));
+    c12 = f32x4.add(c12, f32x4.mul(a, b2)); c13 = f32x4.add(c13, f32x4.mul(a, b3));
+    pa += 8; pb += 64;
   }
   const full = mr == MR && nr == NR;
   const dst = full ? c : tmp;
-  const ld: usize = full ? <usize>ldc << 2 : 32;
+  const ld: usize = full ? <usize>ldc << 2 : <usize>NR << 2;
   if (full && add) {
     let r = dst;
-    v128.store(r, f32x4.add(v128.load(r), c00)); v128.store(r, f32x4.add(v128.load(r, 16), c01), 16); r += ld;
-    v128.store(r, f32x4.add(v128.load(r), c10)); v128.store(r, f32x4.add(v128.load(r, 16), c11), 16); r += ld;
-    v128.store(r, f32x4.add(v128.load(r), c20)); v128.store(r, f32x4.add(v128.load(r, 16), c21), 16); r += ld;
-    v128.store(r, f32x4.add(v128.load(r), c30)); v128.store(r, f32x4.add(v128.load(r, 16), c31), 16);
+    v128.store(r, f32x4.add(v128.load(r), c00)); v128.store(r, f32x4.add(v128.load(r, 16), c01), 16);
+    v128.store(r, f32x4.add(v128.load(r, 32), c02), 32); v128.store(r, f32x4.add(v128.load(r, 48), c03), 48);
+    r += ld;
+    v128.store(r, f32x4.add(v128.load(r), c10)); v128.store(r, f32x4.add(v128.load(r, 16), c11), 16);
+    v128.store(r, f32x4.add(v128.load(r, 32), c12), 32); v128.store(r, f32x4.add(v128.load(r, 48), c13), 48);
   } else {
     let r = dst;
-    v128.store(r, c00); v128.store(r, c01, 16); r += ld;
-    v128.store(r, c10); v128.store(r, c11, 16); r += ld;
-    v128.store(r, c20); v128.store(r, c21, 16); r += ld;
-    v128.store(r, c30); v128.store(r, c31, 16);
+    v128.store(r, c00); v128.store(r, c01, 16); v128.store(r, c02, 32); v128.store(r, c03, 48);
+    r += ld;
+    v128.store(r, c10); v128.store(r, c11, 16); v128.store(r, c12, 32); v128.store(r, c13, 48);
   }
   if (!full) {
     for (let i = 0; i < mr; i++) {
@@ -407,5 +385,30 @@ export function gemm(desc: usize, offsets: usize, b0: i32, b1: i32, i0: i32, i1:
       }
     }
     if (bias != 0 && !(reduceBatches && bt > b0)) addRowBias(c, ldc, bias, i0, i1, j0, j1);
+  }
+}
+
+/**
+ * Dynamic scheduling: the threads take tiles of C from a shared counter (an i32 at `counter`,
+ * zero before the call) until none is left, so a thread that the OS delays takes fewer. Tile u
+ * covers rows [ti*um, +um) and columns [tj*un, +un) of batch tb (or every batch when the
+ * batches are a sum), tiles ordered batch-major, then column, then row. Every element of C gets
+ * the same arithmetic whatever tile it falls in (the K blocking is fixed), so results do not
+ * depend on the tile sizes or on which thread takes which tile.
+ */
+export function gemmTiles(desc: usize, offsets: usize, nb: i32, um: i32, un: i32, counter: usize, bufA: usize, bufB: usize): void {
+  const M = di(desc, D_M), N = di(desc, D_N);
+  const reduceBatches = di(desc, D_REDUCE_BATCHES) != 0;
+  const tm = (M + um - 1) / um, tn = (N + un - 1) / un;
+  const perBatch = tm * tn;
+  const total = (reduceBatches ? 1 : nb) * perBatch;
+  for (;;) {
+    const u = atomic.add<i32>(counter, 1);
+    if (u >= total) break;
+    const bt = u / perBatch, r = u - bt * perBatch;
+    const tj = r / tm, ti = r - tj * tm;
+    const i0 = ti * um, j0 = tj * un;
+    const b0 = reduceBatches ? 0 : bt, b1 = reduceBatches ? nb : bt + 1;
+    gemm(desc, offsets, b0, b1, i0, min(M, i0 + um), j0, min(N, j0 + un), bufA, bufB);
   }
 }

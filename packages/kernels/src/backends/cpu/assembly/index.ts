@@ -15,3 +15,5 @@ export * from './layout';
 export * from './quantize';
 export * from './misc';
 export * from './random';
+export * from './norm';
+export * from './attention';

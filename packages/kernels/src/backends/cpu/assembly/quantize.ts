@@ -29,75 +29,102 @@ export const STAT_FIELDS = 5;
   return i32x4.extract_lane(v, 3);
 }
 
+/** Bytes of per-thread state of ibqFwdPass1 for `ldc` lanes. */
+export function ibqFwdPass1State(ldc: i32): i32 {
+  return ldc * (7 * 4 + 3 * 8);
+}
+
 /**
- * Forward pass 1 for one thread: logits of codebook rows [n0, n0+rows) against the token
+ * Forward pass 1 for one unit: logits of codebook rows [n0, n0+rows) against the token
  * block (GEMM described by `desc`), then per lane the online max / first argmax / exp sums,
- * merged every `chunk` rows. `stats` receives STAT_FIELDS f64 per lane (ldc lanes).
+ * merged every `chunk` rows. `stats` receives STAT_FIELDS f64 per lane (ldc lanes). The rows
+ * are walked in order with the per-lane running values in `st` (ibqFwdPass1State bytes, L1
+ * sized): the cache is read row by row, contiguously. The cache is left holding
+ * e^((l - M_k)/tau), M_k the running maximum after chunk k, saved per lane in `chunkMax`
+ * ([chunks, ldc] f32), for ibqFwdPass2.
  */
 export function ibqFwdPass1(desc: usize, offsets: usize, bufA: usize, bufB: usize, tb: i32,
-  cache: usize, ldc: i32, rows: i32, n0: i32, invTau: f32, chunk: i32, stats: usize): void {
+  cache: usize, ldc: i32, rows: i32, n0: i32, invTau: f32, chunk: i32, stats: usize, st: usize, chunkMax: usize): void {
   gemm(desc, offsets, 0, 1, 0, rows, 0, tb, bufA, bufB);
+  const L = <usize>ldc << 2;
+  const runMax = st, runArg = runMax + L, cmax = runArg + L, carg = cmax + L;
+  const accE = carg + L, accT = accE + L, accS = accT + L;
+  const sum = accS + L, sT = sum + (L << 1), s1 = sT + (L << 1);
   const invT = f32x4.splat(invTau);
-  const rowBytes = <usize>ldc << 2;
-  for (let g = 0; g < ldc; g += 4) {
-    let runMax = f32x4.splat(-Infinity);
-    let runArg = i32x4.splat(0);
-    let sum0: f64 = 0, sum1: f64 = 0, sum2: f64 = 0, sum3: f64 = 0;
-    let sT0: f64 = 0, sT1: f64 = 0, sT2: f64 = 0, sT3: f64 = 0;
-    let s10: f64 = 0, s11: f64 = 0, s12: f64 = 0, s13: f64 = 0;
-    const col = cache + (<usize>g << 2);
-    for (let cs = 0; cs < rows; cs += chunk) {
-      const ce = min(rows, cs + chunk);
-      let cmax = f32x4.splat(-Infinity);
-      let carg = i32x4.splat(0);
-      let p = col + <usize>cs * rowBytes;
-      for (let n = cs; n < ce; n++) {
-        const v = v128.load(p);
-        const gt = f32x4.gt(v, cmax);
-        cmax = v128.bitselect(v, cmax, gt);
-        carg = v128.bitselect(i32x4.splat(n0 + n), carg, gt);
-        p += rowBytes;
+  const ninf = f32x4.splat(-Infinity), zero = f32x4.splat(0);
+  for (let g: usize = 0; g < L; g += 16) {
+    v128.store(runMax + g, ninf);
+    v128.store(runArg + g, zero);
+  }
+  memory.fill(sum, 0, L * 6);
+  for (let cs = 0; cs < rows; cs += chunk) {
+    const ce = min(rows, cs + chunk);
+    for (let g: usize = 0; g < L; g += 16) {
+      v128.store(cmax + g, ninf);
+      v128.store(carg + g, zero);
+    }
+    let row = cache + <usize>cs * L;
+    for (let n = cs; n < ce; n++) {
+      const nv = i32x4.splat(n0 + n);
+      for (let g: usize = 0; g < L; g += 16) {
+        const v = v128.load(row + g), cm = v128.load(cmax + g);
+        const gt = f32x4.gt(v, cm);
+        v128.store(cmax + g, v128.bitselect(v, cm, gt));
+        v128.store(carg + g, v128.bitselect(nv, v128.load(carg + g), gt));
       }
+      row += L;
+    }
+    for (let g: usize = 0; g < L; g += 16) {
+      const rm = v128.load(runMax + g), cm = v128.load(cmax + g);
       // Strictly larger chunk maxima move the argmax: ties keep the earlier row.
-      const moved = f32x4.gt(cmax, runMax);
-      runArg = v128.bitselect(carg, runArg, moved);
-      const newMax = f32x4.max(runMax, cmax);
-      const shift = f32x4.sub(runMax, newMax); // <= 0, -inf on the first chunk
+      const moved = f32x4.gt(cm, rm);
+      v128.store(runArg + g, v128.bitselect(v128.load(carg + g), v128.load(runArg + g), moved));
+      const newMax = f32x4.max(rm, cm);
+      const shift = f32x4.sub(rm, newMax); // <= 0, -inf on the first chunk
       const f = expv(shift), fT = expv(f32x4.mul(shift, invT));
       // Rescale the running sums to the new maximum (skipped while they are empty).
       for (let j = 0; j < 4; j++) {
-        const sj = <f64>lane(shift, j), fj = <f64>lane(f, j), fTj = <f64>lane(fT, j);
-        if (j == 0) { if (sT0 > 0) { s10 = fTj * (s10 + sj * sT0); sT0 *= fTj; sum0 *= fj; } }
-        else if (j == 1) { if (sT1 > 0) { s11 = fTj * (s11 + sj * sT1); sT1 *= fTj; sum1 *= fj; } }
-        else if (j == 2) { if (sT2 > 0) { s12 = fTj * (s12 + sj * sT2); sT2 *= fTj; sum2 *= fj; } }
-        else { if (sT3 > 0) { s13 = fTj * (s13 + sj * sT3); sT3 *= fTj; sum3 *= fj; } }
+        const o = (g << 1) + (<usize>j << 3);
+        const sTj = load<f64>(sT + o);
+        if (sTj > 0) {
+          const sj = <f64>lane(shift, j), fj = <f64>lane(f, j), fTj = <f64>lane(fT, j);
+          store<f64>(s1 + o, fTj * (load<f64>(s1 + o) + sj * sTj));
+          store<f64>(sT + o, sTj * fTj);
+          store<f64>(sum + o, load<f64>(sum + o) * fj);
+        }
       }
-      runMax = newMax;
-      let accE = f32x4.splat(0), accT = f32x4.splat(0), accS = f32x4.splat(0);
-      p = col + <usize>cs * rowBytes;
-      for (let n = cs; n < ce; n++) {
-        const d = f32x4.sub(v128.load(p), newMax);
+      v128.store(runMax + g, newMax);
+      v128.store(chunkMax + <usize>(cs / chunk) * L + g, newMax);
+      v128.store(accE + g, zero);
+      v128.store(accT + g, zero);
+      v128.store(accS + g, zero);
+    }
+    row = cache + <usize>cs * L;
+    for (let n = cs; n < ce; n++) {
+      for (let g: usize = 0; g < L; g += 16) {
+        const d = f32x4.sub(v128.load(row + g), v128.load(runMax + g));
         const eT = expv(f32x4.mul(d, invT));
-        accE = f32x4.add(accE, expv(d));
-        accT = f32x4.add(accT, eT);
-        accS = f32x4.add(accS, f32x4.mul(eT, d));
-        p += rowBytes;
+        v128.store(row + g, eT);
+        v128.store(accE + g, f32x4.add(v128.load(accE + g), expv(d)));
+        v128.store(accT + g, f32x4.add(v128.load(accT + g), eT));
+        v128.store(accS + g, f32x4.add(v128.load(accS + g), f32x4.mul(eT, d)));
       }
-      sum0 += <f64>f32x4.extract_lane(accE, 0); sum1 += <f64>f32x4.extract_lane(accE, 1);
-      sum2 += <f64>f32x4.extract_lane(accE, 2); sum3 += <f64>f32x4.extract_lane(accE, 3);
-      sT0 += <f64>f32x4.extract_lane(accT, 0); sT1 += <f64>f32x4.extract_lane(accT, 1);
-      sT2 += <f64>f32x4.extract_lane(accT, 2); sT3 += <f64>f32x4.extract_lane(accT, 3);
-      s10 += <f64>f32x4.extract_lane(accS, 0); s11 += <f64>f32x4.extract_lane(accS, 1);
-      s12 += <f64>f32x4.extract_lane(accS, 2); s13 += <f64>f32x4.extract_lane(accS, 3);
+      row += L;
     }
-    for (let j = 0; j < 4; j++) {
-      const o = stats + <usize>((g + j) * STAT_FIELDS * 8);
-      store<f64>(o, <f64>lane(runMax, j));
-      store<f64>(o, <f64>laneI(runArg, j), 8);
-      store<f64>(o, j == 0 ? sum0 : j == 1 ? sum1 : j == 2 ? sum2 : sum3, 16);
-      store<f64>(o, j == 0 ? sT0 : j == 1 ? sT1 : j == 2 ? sT2 : sT3, 24);
-      store<f64>(o, j == 0 ? s10 : j == 1 ? s11 : j == 2 ? s12 : s13, 32);
+    for (let j: usize = 0; j < <usize>ldc; j++) {
+      const o = j << 3, q = j << 2;
+      store<f64>(sum + o, load<f64>(sum + o) + <f64>load<f32>(accE + q));
+      store<f64>(sT + o, load<f64>(sT + o) + <f64>load<f32>(accT + q));
+      store<f64>(s1 + o, load<f64>(s1 + o) + <f64>load<f32>(accS + q));
     }
+  }
+  for (let j: usize = 0; j < <usize>ldc; j++) {
+    const o = stats + j * STAT_FIELDS * 8;
+    store<f64>(o, <f64>load<f32>(runMax + (j << 2)));
+    store<f64>(o, <f64>load<i32>(runArg + (j << 2)), 8);
+    store<f64>(o, load<f64>(sum + (j << 3)), 16);
+    store<f64>(o, load<f64>(sT + (j << 3)), 24);
+    store<f64>(o, load<f64>(s1 + (j << 3)), 32);
   }
 }
 
@@ -107,22 +134,33 @@ export function ibqFwdPass1(desc: usize, offsets: usize, bufA: usize, bufB: usiz
 }
 
 /**
- * Forward pass 2: acc[n0+n] += sum over the block's tokens of exp(l/tau - lseT) (the tempered
- * probabilities, for avg_p), from the logits pass 1 cached. lseT holds ldc f32 (block order).
+ * Forward pass 2: acc[n0+n] += sum over the block's tokens of p = exp(l/tau - lseT) (the
+ * tempered probabilities, for avg_p). Pass 1 left e^((l - M_k)/tau) in the cache, so p is that
+ * times w_k = exp(M_k/tau - lseT) (<= 1), one exp per lane and chunk instead of one per logit.
+ * lseT holds ldc f32 (block order); `w` is 2 ldc f32 of per-thread scratch (w_k, lane masks:
+ * the cache's padding lanes hold whatever was there).
  */
-export function ibqFwdPass2(cache: usize, ldc: i32, rows: i32, n0: i32, tb: i32, invTau: f32, lseT: usize, acc: usize): void {
+export function ibqFwdPass2(cache: usize, ldc: i32, rows: i32, n0: i32, tb: i32, invTau: f32, lseT: usize, acc: usize,
+  chunk: i32, chunkMax: usize, w: usize): void {
   const invT = f32x4.splat(invTau);
-  const rowBytes = <usize>ldc << 2;
-  for (let n = 0; n < rows; n++) {
-    const row = cache + <usize>n * rowBytes;
-    let s = f32x4.splat(0);
-    for (let g = 0; g < ldc; g += 4) {
-      const o = <usize>g << 2;
-      const p = expv(f32x4.sub(f32x4.mul(v128.load(row + o), invT), v128.load(lseT + o)));
-      s = f32x4.add(s, v128.and(p, laneMask(g, tb)));
+  const L = <usize>ldc << 2;
+  for (let cs = 0; cs < rows; cs += chunk) {
+    const ce = min(rows, cs + chunk);
+    const cm = chunkMax + <usize>(cs / chunk) * L;
+    for (let g: usize = 0; g < L; g += 16) {
+      v128.store(w + g, expv(f32x4.sub(f32x4.mul(v128.load(cm + g), invT), v128.load(lseT + g))));
+      v128.store(w + L + g, laneMask(<i32>(g >> 2), tb));
     }
-    const a = acc + (<usize>(n0 + n) << 3);
-    store<f64>(a, load<f64>(a) + hsum64(s));
+    let row = cache + <usize>cs * L;
+    for (let n = cs; n < ce; n++) {
+      let s = f32x4.splat(0);
+      for (let g: usize = 0; g < L; g += 16) {
+        s = f32x4.add(s, v128.and(f32x4.mul(v128.load(row + g), v128.load(w + g)), v128.load(w + L + g)));
+      }
+      const a = acc + (<usize>(n0 + n) << 3);
+      store<f64>(a, load<f64>(a) + hsum64(s));
+      row += L;
+    }
   }
 }
 
@@ -163,46 +201,54 @@ export function ibqGradSetup(dzq: usize, z: usize, codebook: usize, ind: usize, 
   }
 }
 
+/** Bytes of per-thread state of ibqGradPassA for `lp` lanes. */
+export function ibqGradPassAState(lp: i32): i32 {
+  return lp * 6 * 4;
+}
+
 /**
- * Backward pass A for one thread's rows and one token block: the GEMM of [z; g] block
+ * Backward pass A for one unit's rows and one token block: the GEMM of [z; g] block
  * against the rows gives L^T (lanes [0, lp)) and G^T (lanes [lp, 2lp)) in the cache
  * (row stride 2 lp); then per-token partial sums over the rows: softDot = sum soft G,
- * H = -sum p log p, cDot = sum c p (f64, 3 x lp at `partial`).
+ * H = -sum p log p, cDot = sum c p (f64, 3 x lp at `partial`). Rows are walked in order with
+ * the per-lane sums in `st` (ibqGradPassAState bytes).
  */
 export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usize, lp: i32, tb: i32,
-  cache: usize, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize, c: usize, partial: usize): void {
+  cache: usize, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize, c: usize, partial: usize, st: usize): void {
   // B columns: tokens [0, tb) of z, then [lp, lp + tb) of g (padding lanes are zero rows).
   gemm(desc, offsets, 0, 1, 0, rows, 0, 2 * lp, bufA, bufB);
   const invT = f32x4.splat(invTau);
-  const rowBytes = <usize>(2 * lp) << 2;
-  for (let g = 0; g < lp; g += 4) {
-    const o = <usize>g << 2;
-    const vlse = v128.load(lse + o), vlseT = v128.load(lseT + o);
-    let aS = f32x4.splat(0), aH = f32x4.splat(0), aC = f32x4.splat(0);
-    let tS = f32x4.splat(0), tH = f32x4.splat(0), tC = f32x4.splat(0);
-    let row = cache + o;
-    for (let n = 0; n < rows; n++) {
-      const l = v128.load(row);
-      const gv = v128.load(row + (<usize>lp << 2));
-      const soft = expv(f32x4.sub(l, vlse));
-      const logp = f32x4.sub(f32x4.mul(l, invT), vlseT);
+  const L = <usize>lp << 2;
+  const aS = st, aH = aS + L, aC = aH + L, tS = aC + L, tH = tS + L, tC = tH + L;
+  memory.fill(st, 0, L * 6);
+  let row = cache;
+  for (let n = 0; n < rows; n++) {
+    const cn = f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)));
+    for (let g: usize = 0; g < L; g += 16) {
+      const l = v128.load(row + g);
+      const gv = v128.load(row + L + g);
+      const soft = expv(f32x4.sub(l, v128.load(lse + g)));
+      const logp = f32x4.sub(f32x4.mul(l, invT), v128.load(lseT + g));
       const p = expv(logp);
-      aS = f32x4.add(aS, f32x4.mul(soft, gv));
-      aH = f32x4.sub(aH, f32x4.mul(p, logp));
-      aC = f32x4.add(aC, f32x4.mul(p, f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)))));
-      row += rowBytes;
-      if ((n & 255) == 255) {
-        // Fold into f64 lanes every 256 rows (kept as f32x4 pairs of partial sums).
-        tS = f32x4.add(tS, aS); tH = f32x4.add(tH, aH); tC = f32x4.add(tC, aC);
-        aS = f32x4.splat(0); aH = f32x4.splat(0); aC = f32x4.splat(0);
+      v128.store(aS + g, f32x4.add(v128.load(aS + g), f32x4.mul(soft, gv)));
+      v128.store(aH + g, f32x4.sub(v128.load(aH + g), f32x4.mul(p, logp)));
+      v128.store(aC + g, f32x4.add(v128.load(aC + g), f32x4.mul(p, cn)));
+    }
+    row += L << 1;
+    if ((n & 255) == 255) {
+      // Fold every 256 rows (kept as f32x4 pairs of partial sums).
+      for (let g: usize = 0; g < L; g += 16) {
+        v128.store(tS + g, f32x4.add(v128.load(tS + g), v128.load(aS + g))); v128.store(aS + g, f32x4.splat(0));
+        v128.store(tH + g, f32x4.add(v128.load(tH + g), v128.load(aH + g))); v128.store(aH + g, f32x4.splat(0));
+        v128.store(tC + g, f32x4.add(v128.load(tC + g), v128.load(aC + g))); v128.store(aC + g, f32x4.splat(0));
       }
     }
-    tS = f32x4.add(tS, aS); tH = f32x4.add(tH, aH); tC = f32x4.add(tC, aC);
-    for (let j = 0; j < 4; j++) {
-      store<f64>(partial + (<usize>(g + j) << 3), <f64>lane(tS, j));
-      store<f64>(partial + (<usize>(lp + g + j) << 3), <f64>lane(tH, j));
-      store<f64>(partial + (<usize>(2 * lp + g + j) << 3), <f64>lane(tC, j));
-    }
+  }
+  for (let j: usize = 0; j < <usize>lp; j++) {
+    const q = j << 2;
+    store<f64>(partial + (j << 3), <f64>(load<f32>(tS + q) + load<f32>(aS + q)));
+    store<f64>(partial + (<usize>(lp + <i32>j) << 3), <f64>(load<f32>(tH + q) + load<f32>(aH + q)));
+    store<f64>(partial + (<usize>(2 * lp + <i32>j) << 3), <f64>(load<f32>(tC + q) + load<f32>(aC + q)));
   }
 }
 
@@ -214,27 +260,24 @@ export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usi
 export function ibqGradPassB(descDz: usize, descDe: usize, offsets: usize, bufA: usize, bufB: usize, lp: i32, tb: i32,
   cache: usize, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize, c: usize, sums: usize, gsSc: f32, gaSc: f32, D: i32): void {
   const invT = f32x4.splat(invTau);
-  const rowBytes = <usize>(2 * lp) << 2;
-  for (let g = 0; g < lp; g += 4) {
-    const o = <usize>g << 2;
-    const vlse = v128.load(lse + o), vlseT = v128.load(lseT + o);
-    const softDot = v128.load(sums + o), H = v128.load(sums + (<usize>lp << 2) + o), cDot = v128.load(sums + (<usize>(2 * lp) << 2) + o);
-    const mask = laneMask(g, tb);
-    const gs = f32x4.splat(gsSc), ga = f32x4.splat(gaSc);
-    let row = cache + o;
-    for (let n = 0; n < rows; n++) {
-      const l = v128.load(row);
-      const gv = v128.load(row + (<usize>lp << 2));
-      const soft = expv(f32x4.sub(l, vlse));
-      const logp = f32x4.sub(f32x4.mul(l, invT), vlseT);
+  const L = <usize>lp << 2;
+  const softDot = sums, H = sums + L, cDot = sums + (L << 1);
+  const gs = f32x4.splat(gsSc), ga = f32x4.splat(gaSc);
+  let row = cache;
+  for (let n = 0; n < rows; n++) {
+    const cn = f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)));
+    for (let g: usize = 0; g < L; g += 16) {
+      const l = v128.load(row + g);
+      const gv = v128.load(row + L + g);
+      const soft = expv(f32x4.sub(l, v128.load(lse + g)));
+      const logp = f32x4.sub(f32x4.mul(l, invT), v128.load(lseT + g));
       const p = expv(logp);
-      const cn = f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)));
-      let dl = f32x4.mul(soft, f32x4.sub(gv, softDot));
-      dl = f32x4.sub(dl, f32x4.mul(gs, f32x4.mul(p, f32x4.add(logp, H))));
-      dl = f32x4.add(dl, f32x4.mul(ga, f32x4.mul(p, f32x4.sub(cn, cDot))));
-      v128.store(row, v128.and(dl, mask));
-      row += rowBytes;
+      let dl = f32x4.mul(soft, f32x4.sub(gv, v128.load(softDot + g)));
+      dl = f32x4.sub(dl, f32x4.mul(gs, f32x4.mul(p, f32x4.add(logp, v128.load(H + g)))));
+      dl = f32x4.add(dl, f32x4.mul(ga, f32x4.mul(p, f32x4.sub(cn, v128.load(cDot + g)))));
+      v128.store(row + g, v128.and(dl, laneMask(<i32>(g >> 2), tb)));
     }
+    row += L << 1;
   }
   gemm(descDz, offsets, 0, 1, 0, tb, 0, D, bufA, bufB);
   gemm(descDe, offsets, 0, 1, 0, rows, 0, D, bufA, bufB);
@@ -254,9 +297,75 @@ export function ibqGradHardPath(g: usize, z: usize, codebook: usize, ind: usize,
   }
 }
 
-/** y[i] += x[i] over n floats. */
-export function addInto(x: usize, y: usize, n: i32): void {
-  let i = 0;
-  for (; i + 4 <= n; i += 4) { const o = <usize>i << 2; v128.store(y + o, f32x4.add(v128.load(y + o), v128.load(x + o))); }
-  for (; i < n; i++) { const o = <usize>i << 2; store<f32>(y + o, load<f32>(y + o) + load<f32>(x + o)); }
+// ---------------------------------------------------------------------------------------------
+// Dynamic scheduling over codebook units. The host cuts the codebook into units of rows (their
+// number does not depend on the thread count) and describes each in a table of UNIT_FIELDS
+// i32s; threads take units from the i32 counter at `counter` (zero before each call) until none
+// is left. Everything a unit computes belongs to it (its rows' cache, statistics, partial sums,
+// dcodebook rows, dz partial), so the results do not depend on which thread takes which unit.
+
+export const UNIT_FIELDS = 16;
+// Unit table fields (i32 index).
+const U_N0 = 0, U_ROWS = 1, U_DESC = 2, U_CACHE = 3, U_STATS = 4, U_PARTIAL = 5, U_DZPART = 6, U_DESC_DZ = 7, U_DESC_DE = 8, U_CMAX = 9;
+
+@inline function uf(table: usize, u: i32, f: i32): i32 { return load<i32>(table + (<usize>(u * UNIT_FIELDS + f) << 2)); }
+
+export function ibqFwdPass1Units(table: usize, units: i32, counter: usize, offsets: usize, bufA: usize, bufB: usize,
+  tb: i32, ldc: i32, invTau: f32, chunk: i32, st: usize): void {
+  for (;;) {
+    const u = atomic.add<i32>(counter, 1);
+    if (u >= units) break;
+    ibqFwdPass1(<usize>uf(table, u, U_DESC), offsets, bufA, bufB, tb, <usize>uf(table, u, U_CACHE), ldc,
+      uf(table, u, U_ROWS), uf(table, u, U_N0), invTau, chunk, <usize>uf(table, u, U_STATS), st, <usize>uf(table, u, U_CMAX));
+  }
+}
+
+export function ibqFwdPass2Units(table: usize, units: i32, counter: usize, ldc: i32, tb: i32, invTau: f32, lseT: usize, acc: usize,
+  chunk: i32, w: usize): void {
+  for (;;) {
+    const u = atomic.add<i32>(counter, 1);
+    if (u >= units) break;
+    ibqFwdPass2(<usize>uf(table, u, U_CACHE), ldc, uf(table, u, U_ROWS), uf(table, u, U_N0), tb, invTau, lseT, acc,
+      chunk, <usize>uf(table, u, U_CMAX), w);
+  }
+}
+
+export function ibqGradPassAUnits(table: usize, units: i32, counter: usize, offsets: usize, bufA: usize, bufB: usize,
+  lp: i32, tb: i32, invTau: f32, lse: usize, lseT: usize, c: usize, st: usize): void {
+  for (;;) {
+    const u = atomic.add<i32>(counter, 1);
+    if (u >= units) break;
+    ibqGradPassA(<usize>uf(table, u, U_DESC), offsets, bufA, bufB, lp, tb, <usize>uf(table, u, U_CACHE),
+      uf(table, u, U_ROWS), uf(table, u, U_N0), invTau, lse, lseT, c, <usize>uf(table, u, U_PARTIAL), st);
+  }
+}
+
+export function ibqGradPassBUnits(table: usize, units: i32, counter: usize, offsets: usize, bufA: usize, bufB: usize,
+  lp: i32, tb: i32, invTau: f32, lse: usize, lseT: usize, c: usize, sums: usize, gsSc: f32, gaSc: f32, D: i32): void {
+  for (;;) {
+    const u = atomic.add<i32>(counter, 1);
+    if (u >= units) break;
+    ibqGradPassB(<usize>uf(table, u, U_DESC_DZ), <usize>uf(table, u, U_DESC_DE), offsets, bufA, bufB, lp, tb,
+      <usize>uf(table, u, U_CACHE), uf(table, u, U_ROWS), uf(table, u, U_N0), invTau, lse, lseT, c, sums, gsSc, gaSc, D);
+  }
+}
+
+/** y[i] += x[u * stride + i] for u = 0..count-1 in order (f32), i in [i0, i1): the units' dz partials. */
+export function addParts(x: usize, count: i32, stride: i32, y: usize, i0: i32, i1: i32): void {
+  const st = <usize>stride << 2;
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    let acc = v128.load(y + o);
+    let p = x + o;
+    for (let u = 0; u < count; u++) { acc = f32x4.add(acc, v128.load(p)); p += st; }
+    v128.store(y + o, acc);
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    let acc = load<f32>(y + o);
+    let p = x + o;
+    for (let u = 0; u < count; u++) { acc += load<f32>(p); p += st; }
+    store<f32>(y + o, acc);
+  }
 }

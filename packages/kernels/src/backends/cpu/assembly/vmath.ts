@@ -1,10 +1,13 @@
 // Vector math: exp of four f32 lanes (Cephes expf: range reduction by ln 2 and a degree-5
-// polynomial; relative error ~1e-7), and lane reductions.
+// polynomial; relative error ~1e-7), and lane reductions. Written for V8's code generation:
+// the same results as the textbook form, in about half the instructions.
 
 @inline export function expv(x: v128): v128 {
   const lo = f32x4.splat(-87.33654), hi = f32x4.splat(88.3762626647949);
   const under = f32x4.lt(x, lo); // exp underflows to 0 (and -inf -> 0)
-  let v = f32x4.min(f32x4.max(x, lo), hi);
+  // pmin/pmax are single instructions under V8 (min/max emulate IEEE NaN rules in several);
+  // a NaN passes through both and stays NaN to the end.
+  let v = f32x4.pmin(f32x4.pmax(x, lo), hi);
   const fx = f32x4.floor(f32x4.add(f32x4.mul(v, f32x4.splat(1.44269504088896341)), f32x4.splat(0.5)));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
@@ -15,11 +18,10 @@
   y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
   y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
   y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, v), v), v), f32x4.splat(1));
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23);
-  const r = f32x4.mul(y, pow2);
-  // NaN stays NaN (min/max above would have replaced it).
-  const nan = f32x4.ne(x, x);
-  return v128.bitselect(x, v128.andnot(r, under), nan);
+  // 2^fx without a (slow, saturating) float-to-int conversion: fx + (2^23 + 127) holds fx + 127
+  // in its low mantissa bits, and << 23 moves them into the exponent field.
+  const pow2 = i32x4.shl(f32x4.add(fx, f32x4.splat(8388735.0)), 23);
+  return v128.andnot(f32x4.mul(y, pow2), under);
 }
 
 @inline export function hsum(v: v128): f32 {

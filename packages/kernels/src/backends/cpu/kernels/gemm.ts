@@ -1,11 +1,12 @@
 // Host side of the GEMM driver (assembly/gemm.ts): writes the descriptor and the per-batch
-// offset table, hands each thread a range of batches or a rectangle of C, and keeps one
-// pair of packing buffers per thread.
+// offset table, cuts C into tiles that the threads take from a shared counter (dynamic
+// scheduling: a thread the OS delays takes fewer), and keeps one pair of packing buffers
+// per thread.
 
 import type { CpuBackend } from '../backend.js';
 
 // Must match assembly/gemm.ts.
-export const MR = 4, NR = 8, KC = 256, MC = 128, NC = 1024;
+export const MR = 2, NR = 16, KC = 256, MC = 128, NC = 1024;
 export const A_MATRIX = 0, A_CONV_WT = 1;
 export const B_MATRIX = 0, B_IM2COL = 1, B_CONV_DY = 2, B_IM2COL_T = 3;
 const DESC_FIELDS = 28;
@@ -48,18 +49,6 @@ function threadScratch(backend: CpuBackend): { a: number; b: number }[] {
   return s;
 }
 
-/** Splits [0, n) into `parts` ranges whose inner boundaries are multiples of `align`. */
-function alignedRanges(n: number, parts: number, align: number): [number, number][] {
-  const units = Math.ceil(n / align);
-  const out: [number, number][] = [];
-  for (let p = 0; p < parts; p++) {
-    const b = Math.min(n, Math.floor((units * p) / parts) * align);
-    const e = Math.min(n, Math.floor((units * (p + 1)) / parts) * align);
-    if (e > b) out.push([b, e]);
-  }
-  return out;
-}
-
 /** Writes a GEMM descriptor (DESC_BYTES at `ptr`) for the wasm driver. */
 export function writeDesc(backend: CpuBackend, ptr: number, g: Omit<GemmCall, 'batches'>): void {
   const m = backend.mem();
@@ -78,12 +67,34 @@ export function gemmScratch(backend: CpuBackend): { a: number; b: number }[] {
   return threadScratch(backend);
 }
 
+/** Tiles wanted per thread: enough that a thread the OS delays can be covered by the others. */
+const TILES_PER_THREAD = 4;
+/** Smallest tile width: narrower tiles repack A (and B) too often for their work. */
+const MIN_TILE_N = 128;
+
+/** Tile sizes [um, un] for gemmTiles: at least TILES_PER_THREAD x T tiles where the shape allows. */
+export function tileSizes(M: number, N: number, units: number, T: number): [number, number] {
+  const round = (x: number, a: number) => Math.ceil(x / a) * a;
+  let um = M;
+  // Columns in near-equal tiles of at most NC.
+  let un = round(Math.ceil(N / Math.ceil(N / NC)), NR);
+  const count = () => units * Math.ceil(M / um) * Math.ceil(N / un);
+  while (count() < TILES_PER_THREAD * T) {
+    const canN = un >= 2 * MIN_TILE_N, canM = um >= 2 * MC;
+    if (canN && (un >= um || !canM)) un = round(Math.ceil(un / 2), NR);
+    else if (canM) um = round(Math.ceil(um / 2), MR);
+    else break;
+  }
+  return [um, un];
+}
+
 export function runGemm(backend: CpuBackend, g: GemmCall): void {
   const nb = g.batches.length;
   if (nb === 0 || g.M === 0 || g.N === 0) return;
   const bufs = threadScratch(backend);
   const descBytes = DESC_FIELDS * 4;
-  const region = backend.allocBytes(descBytes + nb * 12);
+  const counterAt = Math.ceil((descBytes + nb * 12) / 64) * 64;
+  const region = backend.allocBytes(counterAt + 64);
   try {
     writeDesc(backend, region, g);
     const m = backend.mem();
@@ -96,19 +107,18 @@ export function runGemm(backend: CpuBackend, g: GemmCall): void {
     });
     const T = backend.threads;
     const flops = 2 * g.M * g.N * Math.max(1, g.K) * nb;
-    const parts: number[][] = [];
     if (T === 1 || flops < PARALLEL_FLOPS) {
-      parts.push([region, offs, 0, nb, 0, g.M, 0, g.N, bufs[0].a, bufs[0].b]);
-    } else if (!g.reduceBatches && nb >= T) {
-      backend.split(nb).forEach(([b0, b1], t) => parts.push([region, offs, b0, b1, 0, g.M, 0, g.N, bufs[t].a, bufs[t].b]));
-    } else if (g.M >= g.N) {
-      alignedRanges(g.M, Math.min(T, Math.ceil(g.M / MR)), MR).forEach(([i0, i1], t) =>
-        parts.push([region, offs, 0, nb, i0, i1, 0, g.N, bufs[t].a, bufs[t].b]));
-    } else {
-      alignedRanges(g.N, Math.min(T, Math.ceil(g.N / NR)), NR).forEach(([j0, j1], t) =>
-        parts.push([region, offs, 0, nb, 0, g.M, j0, j1, bufs[t].a, bufs[t].b]));
+      backend.pool.run('gemm', [[region, offs, 0, nb, 0, g.M, 0, g.N, bufs[0].a, bufs[0].b]]);
+      return;
     }
-    backend.pool.run('gemm', parts);
+    // Threads take tiles of C from a shared counter (assembly/gemm.ts gemmTiles).
+    const [um, un] = tileSizes(g.M, g.N, g.reduceBatches ? 1 : nb, T);
+    const counter = region + counterAt;
+    m.i32[counter / 4] = 0;
+    const tiles = (g.reduceBatches ? 1 : nb) * Math.ceil(g.M / um) * Math.ceil(g.N / un);
+    const parts: number[][] = [];
+    for (let t = 0; t < Math.min(T, tiles); t++) parts.push([region, offs, nb, um, un, counter, bufs[t].a, bufs[t].b]);
+    backend.pool.run('gemmTiles', parts);
   } finally {
     backend.freeBytes(region);
   }

@@ -7,3 +7,5 @@ import './layout.js';
 import './quantize.js';
 import './misc.js';
 import './random.js';
+import './norm.js';
+import './attention.js';

@@ -1,9 +1,11 @@
 // cpu kernels for src/ops/quantize.ts (the fused IBQ quantizer; math in assembly/quantize.ts).
-// Each thread owns a contiguous range of codebook rows for the whole call; tokens go through
-// in blocks of `lanes`. Per block a thread keeps only the logits of its rows against the
-// block ([rows, lanes]): memory is O(N x lanes), bounded by CACHE_BUDGET, never O(T x N).
-// Per-token statistics of the threads merge here on the host (tiny); avg_p and dcodebook
-// rows belong to one thread each, so nothing else needs merging except dz's block partials.
+// The codebook is cut into units of rows (their number depends on N only, never on the thread
+// count); tokens go through in blocks of `lanes`. Per block each unit keeps only the logits of
+// its rows against the block ([rows, lanes]): memory is O(N x lanes), bounded by CACHE_BUDGET,
+// never O(T x N). Threads take units from a shared counter in every pass (dynamic scheduling: a
+// thread the OS delays takes fewer). Per-token statistics of the units merge here on the host in
+// unit order (tiny); avg_p and dcodebook rows belong to one unit each, and dz's block partials
+// are added in unit order, so results are the same on any number of threads.
 
 import { registerKernel } from '../../../dispatch.js';
 import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../../ops/quantize.js';
@@ -11,7 +13,10 @@ import type { CpuBackend } from '../backend.js';
 import { A_MATRIX, B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
 
 const C = 'cpu';
-/** Bytes of cached logits for all threads together. */
+/**
+ * Bytes of cached logits, all units together. (Measured: doubling it for a 262144 x 256
+ * codebook saves ~10% of the time, but the wasm memory then grows past 1 GB in the benchmark.)
+ */
 const CACHE_BUDGET = 64 << 20;
 const STAT_FIELDS = 5;
 /** Codebook rows per online-softmax merge when `chunk` is not given. */
@@ -24,9 +29,13 @@ function laneCount(T: number, N: number, widthFactor: number): number {
   return Math.min(lanes, Math.ceil(T / 4) * 4);
 }
 
-/** Codebook row ranges per thread (boundaries multiple of 4). */
-function rowRanges(b: CpuBackend, N: number): [number, number][] {
-  const parts = Math.max(1, Math.min(b.threads, Math.floor(N / 64)));
+/** Most codebook units (more balance the threads better; each adds a dz partial per block). */
+const MAX_UNITS = 32;
+const UNIT_FIELDS = 16; // assembly/quantize.ts
+
+/** Codebook row ranges of the units (boundaries multiple of 4, at least 64 rows each). */
+function unitRanges(b: CpuBackend, N: number): [number, number][] {
+  const parts = Math.max(1, Math.min(Math.max(MAX_UNITS, 4 * b.threads), Math.floor(N / 64)));
   const out: [number, number][] = [];
   for (let p = 0; p < parts; p++) {
     const s = p === 0 ? 0 : Math.floor((N * p) / parts / 4) * 4;
@@ -34,6 +43,28 @@ function rowRanges(b: CpuBackend, N: number): [number, number][] {
     if (e > s) out.push([s, e]);
   }
   return out;
+}
+
+interface Unit {
+  n0: number; rows: number;
+  desc: number; cache: number; stats: number; partial: number; dzPart: number; descDz: number; descDe: number;
+  /** Pass 1's running maximum after each chunk of rows ([chunks, lanes] f32), forward only. */
+  chunkMax: number;
+}
+
+/** Writes the unit table (UNIT_FIELDS i32 per unit) at `table`. */
+function writeUnits(b: CpuBackend, table: number, units: Unit[]): void {
+  const m = b.mem();
+  units.forEach((u, i) => {
+    const o = table / 4 + i * UNIT_FIELDS;
+    [u.n0, u.rows, u.desc, u.cache, u.stats, u.partial, u.dzPart, u.descDz, u.descDe, u.chunkMax].forEach((v, f) => (m.i32[o + f] = v));
+  });
+}
+
+/** Runs a *Units export on min(threads, units) threads after zeroing the counter. */
+function runUnits(b: CpuBackend, fn: string, counter: number, units: number, args: (t: number) => number[]): void {
+  b.mem().i32[counter / 4] = 0;
+  b.pool.run(fn, Array.from({ length: Math.min(b.threads, units) }, (_, t) => args(t)));
 }
 
 /** Scratch regions freed together. */
@@ -57,27 +88,41 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
   const N = codebook.shape[0];
   const invTau = 1 / tau;
   const lanes = laneCount(T, N, 1);
-  const ranges = rowRanges(b, N);
+  const ranges = unitRanges(b, N);
+  const U = ranges.length;
   const bufs = gemmScratch(b);
   const arena = new Arena(b);
   try {
     const zp = b.addr(z), ep = b.addr(codebook);
     const offsets = arena.bytes(12);
+    const counter = arena.bytes(64);
+    const table = arena.bytes(U * UNIT_FIELDS * 4);
     const acc = arena.bytes(N * 8);
     const lseTBlock = arena.bytes(lanes * 4);
-    const per = ranges.map(([n0, n1]) => ({
-      n0, rows: n1 - n0,
-      desc: arena.bytes(DESC_BYTES),
-      cache: arena.bytes((n1 - n0) * lanes * 4),
-      stats: arena.bytes(lanes * STAT_FIELDS * 8),
-    }));
+    const descs = arena.bytes(U * DESC_BYTES), cache = arena.bytes(N * lanes * 4), stats = arena.bytes(U * lanes * STAT_FIELDS * 8);
+    const chunkRows = chunk ?? DEFAULT_CHUNK;
+    const chunkMaxBytes = ranges.map(([n0, n1]) => Math.ceil((n1 - n0) / chunkRows) * lanes * 4);
+    const chunkMax = arena.bytes(chunkMaxBytes.reduce((a, x) => a + x, 0));
+    let cmAt = chunkMax;
+    const per: Unit[] = ranges.map(([n0, n1], i) => {
+      const u = {
+        n0, rows: n1 - n0, desc: descs + i * DESC_BYTES, cache: cache + n0 * lanes * 4, stats: stats + i * lanes * STAT_FIELDS * 8,
+        partial: 0, dzPart: 0, descDz: 0, descDe: 0, chunkMax: cmAt,
+      };
+      cmAt += chunkMaxBytes[i];
+      return u;
+    });
+    writeUnits(b, table, per);
+    // Per-thread running values of pass 1 (assembly ibqFwdPass1State).
+    const stBytes = Math.ceil((b.x.ibqFwdPass1State(lanes) as number) / 64) * 64;
+    const st = arena.bytes(stBytes * b.threads);
+    // Pass 2's per-thread scratch (2 x lanes f32) reuses pass 1's state (at least 13 x lanes f32).
     let m = b.mem();
     new Uint32Array(m.i32.buffer, offsets, 3).fill(0);
     new Float64Array(m.i32.buffer, acc, N).fill(0);
     const ind = new Int32Array(T);
     const lseOut = new Float32Array(T), lseTOut = new Float32Array(T);
     let entropySum = 0;
-    const chunkRows = chunk ?? DEFAULT_CHUNK;
     for (let t0 = 0; t0 < T; t0 += lanes) {
       const tb = Math.min(lanes, T - t0);
       per.forEach((p) => writeDesc(b, p.desc, {
@@ -86,9 +131,8 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
         bKind: B_MATRIX, b: zp + t0 * D * 4, sBk: 1, sBn: D,
         c: p.cache, ldc: lanes,
       }));
-      b.pool.run('ibqFwdPass1', per.map((p, k) =>
-        [p.desc, offsets, bufs[k].a, bufs[k].b, tb, p.cache, lanes, p.rows, p.n0, invTau, chunkRows, p.stats]));
-      // Merge the threads' statistics per token (threads in ascending row order: ties keep the first).
+      runUnits(b, 'ibqFwdPass1Units', counter, U, (k) => [table, U, counter, offsets, bufs[k].a, bufs[k].b, tb, lanes, invTau, chunkRows, st + k * stBytes]);
+      // Merge the units' statistics per token (units in ascending row order: ties keep the first).
       m = b.mem();
       const stats = per.map((p) => new Float64Array(m.i32.buffer, p.stats, lanes * STAT_FIELDS));
       const lseTLanes = new Float32Array(m.i32.buffer, lseTBlock, lanes);
@@ -117,7 +161,7 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
         // H = -sum p log p with p = e^((l-max)/tau) / sumT.
         entropySum += Math.log(sumT) - (invTau * s1) / sumT;
       }
-      b.pool.run('ibqFwdPass2', per.map((p) => [p.cache, lanes, p.rows, p.n0, tb, invTau, lseTBlock, acc]));
+      runUnits(b, 'ibqFwdPass2Units', counter, U, (k) => [table, U, counter, lanes, tb, invTau, lseTBlock, acc, chunkRows, st + k * stBytes]);
     }
     m = b.mem();
     m.i32.set(ind, b.addr(indices) / 4);
@@ -148,7 +192,8 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
   const N = codebook.shape[0];
   const invTau = 1 / tau;
   const lanes = laneCount(T, N, 2);
-  const ranges = rowRanges(b, N);
+  const ranges = unitRanges(b, N);
+  const U = ranges.length;
   const bufs = gemmScratch(b);
   const arena = new Arena(b);
   try {
@@ -165,13 +210,18 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
     const cvec = arena.bytes(N * 4);
     const zg = arena.bytes(2 * lanes * D * 4);
     const lseB = arena.bytes(lanes * 4), lseTB = arena.bytes(lanes * 4), sums = arena.bytes(3 * lanes * 4);
-    const per = ranges.map(([n0, n1]) => ({
-      n0, rows: n1 - n0,
-      desc: arena.bytes(DESC_BYTES), descDz: arena.bytes(DESC_BYTES), descDe: arena.bytes(DESC_BYTES),
-      cache: arena.bytes((n1 - n0) * 2 * lanes * 4),
-      partial: arena.bytes(3 * lanes * 8),
-      dzPart: arena.bytes(lanes * D * 4),
+    const counter = arena.bytes(64);
+    const table = arena.bytes(U * UNIT_FIELDS * 4);
+    const descs = arena.bytes(3 * U * DESC_BYTES), cache = arena.bytes(N * 2 * lanes * 4);
+    const partials = arena.bytes(U * 3 * lanes * 8), dzParts = arena.bytes(U * lanes * D * 4);
+    const per: Unit[] = ranges.map(([n0, n1], i) => ({
+      n0, rows: n1 - n0, stats: 0, chunkMax: 0,
+      desc: descs + 3 * i * DESC_BYTES, descDz: descs + (3 * i + 1) * DESC_BYTES, descDe: descs + (3 * i + 2) * DESC_BYTES,
+      cache: cache + n0 * 2 * lanes * 4, partial: partials + i * 3 * lanes * 8, dzPart: dzParts + i * lanes * D * 4,
     }));
+    writeUnits(b, table, per);
+    const stBytes = Math.ceil((b.x.ibqGradPassAState(lanes) as number) / 64) * 64;
+    const st = arena.bytes(stBytes * b.threads);
     m = b.mem();
     new Uint32Array(m.i32.buffer, offsets, 3).fill(0);
     // d avg_entropy / d avg_p_n.
@@ -216,20 +266,20 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
           c: dEp + p.n0 * D * 4, ldc: D, accumulate: true,
         });
       });
-      b.pool.run('ibqGradPassA', per.map((p, k) =>
-        [p.desc, offsets, bufs[k].a, bufs[k].b, lanes, tb, p.cache, p.rows, p.n0, invTau, lseB, lseTB, cvec, p.partial]));
+      runUnits(b, 'ibqGradPassAUnits', counter, U, (k) => [table, U, counter, offsets, bufs[k].a, bufs[k].b, lanes, tb, invTau, lseB, lseTB, cvec, st + k * stBytes]);
       m = b.mem();
       const sv = new Float32Array(m.i32.buffer, sums, 3 * lanes);
       sv.fill(0);
-      const partials = per.map((p) => new Float64Array(m.i32.buffer, p.partial, 3 * lanes));
+      const pv = new Float64Array(m.i32.buffer, partials, U * 3 * lanes);
       for (let i = 0; i < 3 * lanes; i++) {
         let s = 0;
-        for (const pa of partials) s += pa[i];
+        for (let u = 0; u < U; u++) s += pv[u * 3 * lanes + i];
         sv[i] = s;
       }
-      b.pool.run('ibqGradPassB', per.map((p, k) =>
-        [p.descDz, p.descDe, offsets, bufs[k].a, bufs[k].b, lanes, tb, p.cache, p.rows, p.n0, invTau, lseB, lseTB, cvec, sums, gs * sc, ga * sc, D]));
-      for (const p of per) b.x.addInto(p.dzPart, dzp + t0 * D * 4, tb * D);
+      runUnits(b, 'ibqGradPassBUnits', counter, U, (k) =>
+        [table, U, counter, offsets, bufs[k].a, bufs[k].b, lanes, tb, invTau, lseB, lseTB, cvec, sums, gs * sc, ga * sc, D]);
+      // dz rows of the block += the units' partials, in unit order.
+      b.pool.run('addParts', b.split(tb * D, 1 << 15).map(([i0, i1]) => [dzParts, U, lanes * D, dzp + t0 * D * 4, i0, i1]));
     }
     b.x.ibqGradHardPath(gbuf, zp, ep, b.addr(indices), T, D, N, (2 * beta * gq) / M, dEp);
   } finally {
