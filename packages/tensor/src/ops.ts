@@ -3,7 +3,7 @@
 // (arbitrary reduction axes, negative axes, scalars as numbers) are resolved here.
 
 import { type Backend, type DType, type TypedArray, normAxis, runOp } from '@ibq/kernels';
-import { Tensor, apply } from './engine.js';
+import { Tensor, apply, fromInfo } from './engine.js';
 
 // ---------------------------------------------------------------------------------------
 // The default backend
@@ -41,8 +41,9 @@ export function tensor(values: ArrayLike<number>, shape: readonly number[], opti
   const dtype = options.dtype ?? (values instanceof Int32Array ? 'i32' : 'f32');
   const n = shape.reduce((a, d) => a * d, 1);
   if (values.length !== n) throw new Error(`tensor(): ${values.length} values do not fill shape [${shape}] (${n})`);
-  const [t] = apply('fill', [], { shape: [...shape], value: 0, dtype }, be);
-  if (n > 0) be.write(t.info.buffer, typedFor(dtype, values), t.info.offset);
+  // A fresh buffer written from the host: no fill kernel first (every batch goes through here).
+  const t = fromInfo(be, { buffer: be.alloc(dtype, n), offset: 0, shape: [...shape], dtype });
+  if (n > 0) be.write(t.info.buffer, typedFor(dtype, values), 0);
   t.requiresGrad = options.requiresGrad ?? false;
   return t;
 }
