@@ -25,7 +25,7 @@ export const TOKENIZER_USAGE = `  --config C.yaml     tokenizer config (the refe
   --ema | --raw       which copy of an official tokenizer checkpoint to use (default --ema)`;
 
 /** The best backend found, or the one asked for (an error naming why it is unavailable). */
-export async function openBackend(device: string | undefined, io: Io): Promise<Backend> {
+export async function openBackend(device: string | undefined): Promise<Backend> {
   const want = device ?? 'auto';
   if (want !== 'auto' && !BACKEND_NAMES.includes(want as BackendName)) {
     throw new UsageError(`--device: unknown device '${want}' (known: auto, ${BACKEND_NAMES.join(', ')})`);
@@ -49,8 +49,7 @@ export async function openBackend(device: string | undefined, io: Io): Promise<B
       if (want !== 'auto') throw new UsageError(`--device ${want} is unavailable: ${e.reason}`);
     }
   }
-  io.err(`no backend could start:\n  ${reasons.join('\n  ')}`);
-  throw new Error('no backend');
+  throw new Error(`no backend could start:\n  ${reasons.join('\n  ')}`);
 }
 
 function isSoftwareAdapter(b: Backend): boolean {
@@ -99,7 +98,7 @@ export async function loadTokenizer(values: OptionValues, io: Io): Promise<Loade
     weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined,
     notice: (m) => io.err(m),
   });
-  const backend = await openBackend(values.device as string | undefined, io);
+  const backend = await openBackend(values.device as string | undefined);
   const model = nn.withoutRandomInit(() => new IBQTokenizer(config));
   try {
     model.loadStateDict(weights);

@@ -39,7 +39,7 @@ events, reconstructions.png and report.json into the output folder.
     const train = await openMnist('fashion-mnist', 'train', { size: R });
     const test = await openMnist('fashion-mnist', 'test', { size: R });
     const testCount = Math.min(test.length, positiveInt(values, 'test-images', test.length));
-    const backend = await openBackend(values.device as string | undefined, io);
+    const backend = await openBackend(values.device as string | undefined);
     io.out(`ibq demo: training a ${config.n_embed}-code IBQ tokenizer on Fashion-MNIST (${train.length} images, ${R}x${R}) on ${backend.name} for ${minutes} min`);
     try {
       const run = await runTraining({

@@ -97,7 +97,7 @@ ${TRAIN_USAGE}`,
     const steps = positiveInt(values, 'steps', (config.max_epochs ?? 1) * perEpoch);
     const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
     const perceptual = await openPerceptual(values, io);
-    const backend = await openBackend(values.device as string | undefined, io);
+    const backend = await openBackend(values.device as string | undefined);
     io.err(`training on ${backend.name}: ${dataset.length} images, batch ${batchSize} x ${accumulate}, ${steps} steps -> ${out}`);
     try {
       const r = await runTraining({
