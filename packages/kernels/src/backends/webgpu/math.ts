@@ -43,3 +43,20 @@ fn pow_acc(a: f32, b: f32) -> f32 {
   return pow(a, b);
 }
 `;
+
+/** A workgroup-wide sum over `wg` invocations (tree reduction in workgroup memory). */
+export function wgSumWgsl(wg: number): string {
+  return `
+var<workgroup> red: array<f32, ${wg}>;
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var w = ${wg / 2}u; w > 0u; w = w / 2u) {
+    if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+}

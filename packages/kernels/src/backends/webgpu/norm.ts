@@ -8,6 +8,7 @@ import { registerKernel } from '../../dispatch.js';
 import { normEps, normGroups } from '../../ops/norm.js';
 import { type TensorInfo, sizeOf } from '../../types.js';
 import type { WebGpuBackend } from './backend.js';
+import { wgSumWgsl } from './math.js';
 import { type Program, memo, wgslType } from './program.js';
 
 const W = 'webgpu';
@@ -50,18 +51,7 @@ fn rsqrt_acc(v: f32) -> f32 {
 }`;
 
 const WG_SUM = `${RSQRT}
-var<workgroup> red: array<f32, ${WG}>;
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
-    if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
+${wgSumWgsl(WG)}`;
 
 function geometry(mode: Mode, x: TensorInfo, groups = 1): number[] {
   if (mode === 'row') {

@@ -11,6 +11,7 @@ import { registerKernel } from '../../dispatch.js';
 import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../ops/quantize.js';
 import type { TensorInfo } from '../../types.js';
 import type { BindRef, WebGpuBackend } from './backend.js';
+import { wgSumWgsl } from './math.js';
 import { type Program, memo } from './program.js';
 
 const W = 'webgpu';
@@ -18,19 +19,7 @@ const WG = 64;
 
 const U: Program['uniforms'] = [['T', 'u32'], ['D', 'u32'], ['N', 'u32'], ['start', 'u32'], ['rows', 'u32'], ['first', 'u32'], ['tau', 'f32'], ['beta', 'f32']];
 
-const WG_SUM = `
-var<workgroup> red: array<f32, ${WG}>;
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var w = ${WG / 2}u; w > 0u; w = w / 2u) {
-    if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
+const WG_SUM = wgSumWgsl(WG);
 const ZDOT = `
 fn zdot(t: u32, nl: u32) -> f32 {
   var s = 0.0;
