@@ -101,6 +101,13 @@ export interface OpDef {
    * Backend-vs-reference gradient parity still runs.
    */
   surrogateGradient?: string;
+  /**
+   * Under mixed precision (packages/tensor's autocast): 'low' runs the op with its float inputs in
+   * the low-precision dtype (the GEMM-shaped ops, where f16 pays); 'f32' runs it in float32 (ops
+   * that overflow or lose accuracy in f16: exponentials, long sums, norms, losses). Unset: the op
+   * runs in the widest float dtype among its inputs.
+   */
+  autocast?: 'low' | 'f32';
 }
 
 const table = new Map<string, OpDef>();

@@ -7,12 +7,15 @@ import type { Domain, OpCase, OpDef, ToleranceClass, VjpContext } from '../op.js
 import { ReferenceBackend } from '../backends/reference/index.js';
 import type { Backend, DType, TensorInfo, TypedArray } from '../types.js';
 import { isFloat, sizeOf } from '../types.js';
+import { f32ToF16Bits, fromHalf, roundToHalf } from '../half.js';
 import { drawValues, hashString, seededRandom } from './random.js';
 import { F16_TOLERANCES, TOLERANCES, compare, type Tolerance } from './tolerance.js';
 
 /** Elements of guard placed before and after every tensor (64 f32 = 256 bytes, WebGPU's offset alignment). */
 export const GUARD = 64;
 const FLOAT_SENTINEL = -7.25e11;
+/** f16 guards: -7.25e11 overflows f16; -12344 is a multiple of its ulp there (8), far outside any case's values. */
+const F16_SENTINEL = -12344;
 const INT_SENTINEL = -1234567;
 const DEFAULT_DOMAIN: Domain = { kind: 'uniform', lo: -2, hi: 2 };
 
@@ -45,6 +48,7 @@ export function caseInputs(def: OpDef, c: OpCase, floatDtype: DType = 'f32'): Ho
     const dtype = inputDtype(def, c, i, floatDtype);
     let values = drawValues(sizeOf(shape), domainFor(def, c, i), rand);
     if (dtype === 'f32') values = values.map(Math.fround);
+    if (dtype === 'f16') values = values.map(roundToHalf);
     return { shape, dtype, values };
   });
 }
@@ -53,7 +57,23 @@ function typed(dtype: DType, values: ArrayLike<number>): TypedArray {
   if (dtype === 'f32') return Float32Array.from(values);
   if (dtype === 'f64') return Float64Array.from(values);
   if (dtype === 'i32') return Int32Array.from(values);
+  // f16 travels as raw half words (the contract's read and write of f16 buffers).
+  if (dtype === 'f16') return f32ToF16Bits(values);
   throw new Error(`harness: no host array for ${dtype}`);
+}
+
+function sentinelOf(dtype: DType): number {
+  return dtype === 'i32' ? INT_SENTINEL : dtype === 'f16' ? F16_SENTINEL : FLOAT_SENTINEL;
+}
+
+/** Host numbers from what `read` returned: f16 buffers come back as half words. */
+function numbers(dtype: DType, data: ArrayLike<number>): number[] {
+  return dtype === 'f16' ? Array.from(data, fromHalf) : Array.from(data);
+}
+
+/** A float case's values as the reference sees them: f32 tensors holding the same (f16-rounded) numbers. */
+function asF32(h: HostTensor): HostTensor {
+  return h.dtype === 'f16' ? { ...h, dtype: 'f32' } : h;
 }
 
 /** Uploads a host tensor at offset `guard` inside a buffer padded with sentinel values. */
@@ -61,7 +81,7 @@ export function upload(backend: Backend, t: HostTensor, guard = 0, sentinel?: nu
   const n = sizeOf(t.shape);
   const buffer = backend.alloc(t.dtype, n + 2 * guard);
   if (guard > 0 || n > 0) {
-    const fill = sentinel ?? (t.dtype === 'i32' ? INT_SENTINEL : FLOAT_SENTINEL);
+    const fill = sentinel ?? sentinelOf(t.dtype);
     const host = new Array<number>(n + 2 * guard).fill(fill);
     for (let i = 0; i < n; i++) host[guard + i] = t.values[i];
     if (host.length > 0) backend.write(buffer, typed(t.dtype, host));
@@ -72,7 +92,7 @@ export function upload(backend: Backend, t: HostTensor, guard = 0, sentinel?: nu
 export async function download(backend: Backend, t: TensorInfo): Promise<number[]> {
   const n = sizeOf(t.shape);
   if (n === 0) return [];
-  return Array.from(await backend.read(t.buffer, t.offset, n));
+  return numbers(t.dtype, await backend.read(t.buffer, t.offset, n));
 }
 
 function toleranceOf(def: OpDef, i: number, dtype: DType): Tolerance {
@@ -87,13 +107,13 @@ export interface CaseOutcome {
 
 async function allocGuarded(backend: Backend, shape: readonly number[], dtype: DType): Promise<TensorInfo> {
   const n = sizeOf(shape);
-  return upload(backend, { shape: [...shape], dtype, values: new Array(n).fill(dtype === 'i32' ? INT_SENTINEL : FLOAT_SENTINEL) }, GUARD);
+  return upload(backend, { shape: [...shape], dtype, values: new Array(n).fill(sentinelOf(dtype)) }, GUARD);
 }
 
 async function guardsIntact(backend: Backend, t: TensorInfo): Promise<string | null> {
-  const all = Array.from(await backend.read(t.buffer));
+  const all = numbers(t.dtype, await backend.read(t.buffer));
   const n = sizeOf(t.shape);
-  const sentinel = t.dtype === 'i32' ? INT_SENTINEL : Math.fround(FLOAT_SENTINEL);
+  const sentinel = t.dtype === 'f32' ? Math.fround(FLOAT_SENTINEL) : sentinelOf(t.dtype);
   for (let i = 0; i < all.length; i++) {
     if (i >= GUARD && i < GUARD + n) continue;
     if (all[i] !== sentinel && !(Number.isNaN(all[i]) && Number.isNaN(sentinel))) {
@@ -106,12 +126,14 @@ async function guardsIntact(backend: Backend, t: TensorInfo): Promise<string | n
 /**
  * Runs one case on `backend` (inputs and outputs at guarded offsets) and on a fresh
  * reference backend, and compares every output (or every mutated input).
+ * With floatDtype 'f16' the backend gets f16 inputs (the case's values rounded to f16) and the
+ * reference the same numbers in f32; outputs are compared under F16_TOLERANCES.
  */
 export async function checkCase(backend: Backend, def: OpDef, c: OpCase, floatDtype: DType = 'f32'): Promise<CaseOutcome> {
   const host = caseInputs(def, c, floatDtype);
   const attrs = c.attrs ?? {};
   const ref = new ReferenceBackend();
-  const refHost = floatDtype === 'f16' ? host.map((h) => ({ ...h, dtype: h.dtype === 'f16' ? 'f32' as DType : h.dtype })) : host;
+  const refHost = host.map(asF32);
 
   // Expected values from the reference backend.
   const refIn = refHost.map((h) => upload(ref, h));
@@ -188,6 +210,12 @@ async function analyticGrads(backend: Backend, def: OpDef, c: OpCase, host: Host
   const owned = new Set([...inputs, ...outputs, ...dys].filter((t): t is TensorInfo => !!t).map((t) => t.buffer));
   try {
     const grads = def.vjp!(ctx, inputs, outputs, dys, attrs, inputs.map(() => true));
+    // A gradient comes back in its input's dtype (an f16 input gets an f16 gradient).
+    grads.forEach((g, i) => {
+      if (g && g.dtype !== inputs[i].dtype) {
+        throw new Error(`the gradient of '${def.inputs[Math.min(i, def.inputs.length - 1)].name}' is ${g.dtype}, its input ${inputs[i].dtype}`);
+      }
+    });
     return await Promise.all(grads.map((g) => (g ? download(backend, g) : null)));
   } finally {
     const freed = new Set(owned);
@@ -201,15 +229,20 @@ async function analyticGrads(backend: Backend, def: OpDef, c: OpCase, host: Host
   }
 }
 
-/** Upstream gradients for a case: seeded values for every output that carries gradient. */
+/**
+ * Upstream gradients for a case: seeded values for every output that carries gradient, in
+ * `dtype`; with 'f16', in each output's own dtype (f16, or f32 after a cast), rounded to it.
+ */
 function upstream(def: OpDef, c: OpCase, shapes: { shape: readonly number[]; dtype: DType }[], dtype: DType): (HostTensor | null)[] {
   const rand = seededRandom(hashString(`${def.name}/${c.name}/dy`));
   const carry = def.gradOutputs ?? shapes.map((s, i) => (isFloat(s.dtype) ? i : -1)).filter((i) => i >= 0);
   return shapes.map((s, i) => {
     if (!carry.includes(i)) return null;
+    const t = dtype === 'f16' ? s.dtype : dtype;
     let values = drawValues(sizeOf(s.shape), { kind: 'uniform', lo: -1, hi: 1 }, rand);
-    if (dtype === 'f32') values = values.map(Math.fround);
-    return { shape: [...s.shape], dtype, values };
+    if (t === 'f32') values = values.map(Math.fround);
+    if (t === 'f16') values = values.map(roundToHalf);
+    return { shape: [...s.shape], dtype: t, values };
   });
 }
 
@@ -220,7 +253,8 @@ function upstream(def: OpDef, c: OpCase, shapes: { shape: readonly number[]; dty
 export async function gradCheck(def: OpDef, c: OpCase, samples = 24): Promise<CaseOutcome> {
   if (!def.vjp) return { failure: `${def.name} has no backward rule` };
   const ref = new ReferenceBackend();
-  const attrs = c.attrs ?? {};
+  // Everything here runs in float64, a float dtype attribute (cast's target) included.
+  const attrs = c.attrs?.dtype === 'f32' ? { ...c.attrs, dtype: 'f64' } : c.attrs ?? {};
   const host = caseInputs(def, c, 'f64');
   const infos = inferOp(def.name, host.map((h) => ({ shape: h.shape, dtype: h.dtype })), attrs);
   const dyHost = upstream(def, c, infos, 'f64');
@@ -262,14 +296,18 @@ export async function gradCheck(def: OpDef, c: OpCase, samples = 24): Promise<Ca
   return { failure: null };
 }
 
-/** The backend's gradients (through the op's rule, run on that backend) against reference's. */
-export async function checkGradParity(backend: Backend, def: OpDef, c: OpCase): Promise<CaseOutcome> {
+/**
+ * The backend's gradients (through the op's rule, run on that backend) against reference's.
+ * With floatDtype 'f16': f16 inputs and upstream gradients on the backend, the same numbers in
+ * f32 on the reference, compared under F16_TOLERANCES.
+ */
+export async function checkGradParity(backend: Backend, def: OpDef, c: OpCase, floatDtype: DType = 'f32'): Promise<CaseOutcome> {
   if (!def.vjp) return { failure: null };
   const attrs = c.attrs ?? {};
-  const host = caseInputs(def, c, 'f32');
+  const host = caseInputs(def, c, floatDtype);
   const infos = inferOp(def.name, host.map((h) => ({ shape: h.shape, dtype: h.dtype })), attrs);
-  const dyHost = upstream(def, c, infos, 'f32');
-  const expected = await analyticGrads(new ReferenceBackend(), def, c, host, dyHost);
+  const dyHost = upstream(def, c, infos, floatDtype);
+  const expected = await analyticGrads(new ReferenceBackend(), def, c, host.map(asF32), dyHost.map((d) => d && asF32(d)));
   const before = backend.memory();
   let got: (number[] | null)[];
   try {
@@ -279,7 +317,7 @@ export async function checkGradParity(backend: Backend, def: OpDef, c: OpCase): 
   }
   for (let i = 0; i < got.length; i++) {
     if (!expected[i] || !got[i]) continue;
-    const m = compare(got[i]!, expected[i]!, TOLERANCES.loose);
+    const m = compare(got[i]!, expected[i]!, (floatDtype === 'f16' ? F16_TOLERANCES : TOLERANCES).loose);
     if (m) return { failure: `gradient of '${def.inputs[Math.min(i, def.inputs.length - 1)].name}': ${m.message}` };
   }
   await backend.sync();

@@ -4,7 +4,7 @@
 // IBQ_BACKENDS=reference,cpu restricts the set.
 
 import type { Backend } from '../types.js';
-import { BACKEND_NAMES, type BackendName, probeBackends } from '../backends/index.js';
+import { BACKEND_NAMES, type BackendName, type BackendOptions, probeBackends } from '../backends/index.js';
 
 export interface TestBackends {
   backends: Backend[];
@@ -20,8 +20,9 @@ export function requestedBackends(): BackendName[] {
   return names;
 }
 
-export async function testBackends(names: BackendName[] = requestedBackends()): Promise<TestBackends> {
-  const probes = await probeBackends(names);
+/** `options` go to every backend created (e.g. `{ f16: true }` for webgpu's shader-f16). */
+export async function testBackends(names: BackendName[] = requestedBackends(), options: BackendOptions = {}): Promise<TestBackends> {
+  const probes = await probeBackends(names, options);
   const skipped: { name: string; reason: string }[] = [];
   for (const p of probes) {
     if (p.backend) continue;

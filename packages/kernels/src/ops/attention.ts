@@ -82,6 +82,7 @@ const ZERO: Domain = { kind: 'uniform', lo: 0, hi: 0 };
 defineOps([
   {
     name: 'attention',
+    autocast: 'low',
     doc:
       'out[b,h,i] = sum_j softmax_j(scale * q[b,h,i].k[b,h,j]) v[b,h,j] over the keys j visible to query i ' +
       '(all, or j <= i + Lk - Lq when `causal`; causal needs Lq <= Lk); lse[b,h,i] = logsumexp_j of the same scaled scores. ' +

@@ -98,6 +98,7 @@ const nchwCases = (scale: number): OpCase[] => [
 defineOps([
   {
     name: 'conv2d',
+    autocast: 'low',
     doc: 'y[n,o,i,j] = bias[o] + sum over c,kh,kw of x[n,c,i*sh+kh-pt, j*sw+kw-pl] * w[o,c,kh,kw], reading 0 outside x '
       + '(cross-correlation, as torch.nn.functional.conv2d); padding is [top, bottom, left, right] and may be asymmetric; '
       + "y is [N, O, floor((H+pt+pb-KH)/sh)+1, floor((W+pl+pr-KW)/sw)+1]. Defaults: stride [1,1], padding [0,0,0,0].",

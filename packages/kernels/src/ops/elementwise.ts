@@ -3,7 +3,7 @@
 
 import { defineOps, type Domain, type OpCase, type OpDef, type ToleranceClass, type VjpFn } from '../op.js';
 import { broadcastShapes, numAttr } from '../shape.js';
-import { OpError, type DType } from '../types.js';
+import { OpError, isFloat, type DType } from '../types.js';
 import { scalar, sumToShape, zeros } from './grad.js';
 
 const POSITIVE: Domain = { kind: 'uniform', lo: 0.1, hi: 4 };
@@ -24,6 +24,7 @@ interface UnarySpec {
   tolerance?: ToleranceClass;
   attrs?: Record<string, number>;
   vjp?: VjpFn;
+  autocast?: OpDef['autocast'];
 }
 
 function unaryRow(u: UnarySpec): OpDef {
@@ -40,6 +41,7 @@ function unaryRow(u: UnarySpec): OpDef {
     tolerance: u.tolerance ?? 'transcendental',
     cases: u.attrs ? unaryCases.map((c) => ({ ...c, attrs: { ...u.attrs } })) : unaryCases,
     vjp: u.vjp,
+    autocast: u.autocast,
   };
 }
 
@@ -53,15 +55,15 @@ export const UNARY_OPS: UnarySpec[] = [
   { name: 'abs', doc: 'y = |x|', tolerance: 'exact', domain: AWAY, vjp: (c, [x], _o, [dy]) => [r1(c, 'mul', [dy!, r1(c, 'sign', [x])])] },
   { name: 'sign', doc: 'y = -1, 0 or 1 by the sign of x (0 for 0)', tolerance: 'exact', domain: AWAY },
   { name: 'step', doc: 'y = 1 if x > 0 else 0', tolerance: 'exact', domain: AWAY },
-  { name: 'exp', doc: 'y = e^x', vjp: (c, _i, [y], [dy]) => [r1(c, 'mul', [dy!, y])] },
-  { name: 'log', doc: 'y = ln x (NaN for x < 0, -inf at 0)', domain: POSITIVE, vjp: (c, [x], _o, [dy]) => [r1(c, 'div', [dy!, x])] },
+  { name: 'exp', autocast: 'f32', doc: 'y = e^x', vjp: (c, _i, [y], [dy]) => [r1(c, 'mul', [dy!, y])] },
+  { name: 'log', autocast: 'f32', doc: 'y = ln x (NaN for x < 0, -inf at 0)', domain: POSITIVE, vjp: (c, [x], _o, [dy]) => [r1(c, 'div', [dy!, x])] },
   { name: 'sqrt', doc: 'y = sqrt(x)', domain: POSITIVE, vjp: (c, _i, [y], [dy]) => [r1(c, 'div', [r1(c, 'scale', [dy!], { mul: 0.5, add: 0 }), y])] },
   {
-    name: 'rsqrt', doc: 'y = 1/sqrt(x)', domain: POSITIVE,
+    name: 'rsqrt', autocast: 'f32', doc: 'y = 1/sqrt(x)', domain: POSITIVE,
     vjp: (c, _i, [y], [dy]) => [r1(c, 'mul', [dy!, r1(c, 'scale', [r1(c, 'pow_scalar', [y], { exponent: 3 })], { mul: -0.5, add: 0 })])],
   },
   { name: 'square', doc: 'y = x*x', tolerance: 'elementwise', vjp: (c, [x], _o, [dy]) => [r1(c, 'mul', [dy!, r1(c, 'scale', [x], { mul: 2, add: 0 })])] },
-  { name: 'reciprocal', doc: 'y = 1/x', domain: { kind: 'away', lo: 0.2, hi: 4 }, tolerance: 'elementwise', vjp: (c, _i, [y], [dy]) => [r1(c, 'neg', [r1(c, 'mul', [dy!, r1(c, 'square', [y])])])] },
+  { name: 'reciprocal', autocast: 'f32', doc: 'y = 1/x', domain: { kind: 'away', lo: 0.2, hi: 4 }, tolerance: 'elementwise', vjp: (c, _i, [y], [dy]) => [r1(c, 'neg', [r1(c, 'mul', [dy!, r1(c, 'square', [y])])])] },
   { name: 'sin', doc: 'y = sin x', vjp: (c, [x], _o, [dy]) => [r1(c, 'mul', [dy!, r1(c, 'cos', [x])])] },
   { name: 'cos', doc: 'y = cos x', vjp: (c, [x], _o, [dy]) => [r1(c, 'neg', [r1(c, 'mul', [dy!, r1(c, 'sin', [x])])])] },
   { name: 'tanh', doc: 'y = tanh x', vjp: (c, _i, [y], [dy]) => [r1(c, 'mul', [dy!, r1(c, 'scale', [r1(c, 'square', [y])], { mul: -1, add: 1 })])] },
@@ -91,13 +93,13 @@ export const UNARY_OPS: UnarySpec[] = [
       return [r1(c, 'mul', [dy!, r1(c, 'add', [phiCdf, r1(c, 'mul', [x, pdf])])])];
     },
   },
-  { name: 'softplus', doc: 'y = log(1+e^x), and y = x for x > 20 (PyTorch\'s threshold)', vjp: (c, [x], _o, [dy]) => [r1(c, 'mul', [dy!, r1(c, 'sigmoid', [x])])] },
+  { name: 'softplus', autocast: 'f32', doc: 'y = log(1+e^x), and y = x for x > 20 (PyTorch\'s threshold)', vjp: (c, [x], _o, [dy]) => [r1(c, 'mul', [dy!, r1(c, 'sigmoid', [x])])] },
   {
     name: 'scale', doc: 'y = x*mul + add', tolerance: 'elementwise', attrs: { mul: 1.5, add: -0.25 },
     vjp: (c, _i, _o, [dy], a) => [r1(c, 'scale', [dy!], { mul: a.mul as number, add: 0 })],
   },
   {
-    name: 'pow_scalar', doc: 'y = x^exponent', domain: POSITIVE, attrs: { exponent: 2.5 },
+    name: 'pow_scalar', autocast: 'f32', doc: 'y = x^exponent', domain: POSITIVE, attrs: { exponent: 2.5 },
     vjp: (c, [x], _o, [dy], a) => {
       const p = a.exponent as number;
       return [r1(c, 'mul', [dy!, r1(c, 'scale', [r1(c, 'pow_scalar', [x], { exponent: p - 1 })], { mul: p, add: 0 })])];
@@ -131,6 +133,7 @@ interface BinarySpec {
   tolerance?: ToleranceClass;
   /** Gradients for a and b before reduction to their shapes. */
   grad?: (c: Parameters<VjpFn>[0], a: T, b: T, y: T, dy: T) => [T | null, T | null];
+  autocast?: OpDef['autocast'];
 }
 
 function binaryRow(s: BinarySpec): OpDef {
@@ -150,6 +153,7 @@ function binaryRow(s: BinarySpec): OpDef {
     tolerance: s.tolerance ?? 'elementwise',
     cases: binaryCases,
     vjp,
+    autocast: s.autocast,
   };
 }
 
@@ -179,7 +183,7 @@ export const BINARY_OPS: BinarySpec[] = [
     },
   },
   {
-    name: 'pow', doc: 'y = a^b (a > 0 for real results)', tolerance: 'transcendental',
+    name: 'pow', autocast: 'f32', doc: 'y = a^b (a > 0 for real results)', tolerance: 'transcendental',
     domain: [{ kind: 'uniform', lo: 0.5, hi: 2 }, { kind: 'uniform', lo: -2, hi: 2 }],
     grad: (c, a, b, y, dy) => [
       r1(c, 'mul', [dy, r1(c, 'mul', [b, r1(c, 'pow', [a, r1(c, 'scale', [b], { mul: 1, add: -1 })])])]),
@@ -252,11 +256,14 @@ defineOps([
     },
     domain: { kind: 'uniform', lo: -100, hi: 100 },
     tolerance: 'exact',
+    // Float to float (autocast's f16 <-> f32) passes the gradient through in the input's dtype;
+    // nothing flows across an integer side.
+    vjp: (c, [x], [y], [dy]) => [isFloat(x.dtype) && isFloat(y.dtype) ? r1(c, 'cast', [dy!], { dtype: x.dtype }) : null],
     cases: [
-      { name: 'f32-to-i32', shapes: [[5, 7, 11, 13]], attrs: { dtype: 'i32' }, dtypes: ['f32'] },
+      { name: 'f32-to-i32', shapes: [[5, 7, 11, 13]], attrs: { dtype: 'i32' }, dtypes: ['f32'], noGrad: true },
       { name: 'i32-to-f32', shapes: [[4, 33]], attrs: { dtype: 'f32' }, dtypes: ['i32'], domains: [{ kind: 'int', lo: -1000, hi: 1000 }] },
       { name: 'copy', shapes: [[1, 9, 1]], attrs: { dtype: 'f32' }, dtypes: ['f32'] },
-      { name: 'empty', shapes: [[0, 3]], attrs: { dtype: 'i32' }, dtypes: ['f32'] },
+      { name: 'empty', shapes: [[0, 3]], attrs: { dtype: 'i32' }, dtypes: ['f32'], noGrad: true },
     ],
   },
 ]);

@@ -232,10 +232,17 @@ defineOps([
       { name: 'empty', shapes: [[5, 8], [0]], domains: [undefined, idsAround(5)] },
       { name: 'empty-rows', shapes: [[5, 0], [3]], domains: [undefined, idsAround(5)] },
     ],
-    vjp: (c, [table, ids], _o, [dy]) => [run1(c, 'scatter_add_rows', [ids, dy!], { numRows: table.shape[0] }), null],
+    // The rows of an f16 table accumulate in f32 (repeated ids add up many terms, and backends may
+    // keep scatter_add_rows f32-only: webgpu's float atomics are 32-bit), then come back as f16.
+    vjp: (c, [table, ids], _o, [dy]) => {
+      if (table.dtype !== 'f16') return [run1(c, 'scatter_add_rows', [ids, dy!], { numRows: table.shape[0] }), null];
+      const sum = run1(c, 'scatter_add_rows', [ids, run1(c, 'cast', [dy!], { dtype: 'f32' })], { numRows: table.shape[0] });
+      return [run1(c, 'cast', [sum], { dtype: 'f16' }), null];
+    },
   },
   {
     name: 'scatter_add_rows',
+    autocast: 'f32',
     doc: 'y [numRows, D] = zeros, then y[ids[...], :] += src[..., :] for every id (i32, any shape; src is [...ids, D]); ids outside '
       + '[0, numRows) are ignored; repeated ids accumulate (in any order: tolerance is accumulate). The gradient of src is gather_rows of dy.',
     inputs: [{ name: 'ids', kind: 'i32' }, { name: 'src', kind: 'float' }],

@@ -38,6 +38,7 @@ const lossCases: OpCase[] = [
 defineOps([
   {
     name: 'cross_entropy',
+    autocast: 'f32',
     doc:
       'Per row n of logits [N,V]: lse[n] = logsumexp_v logits[n,v]; loss[n] = lse[n] - logits[n, targets[n]], ' +
       'or 0 where targets[n] == ignoreIndex (default -100). Any other target outside [0,V) gives loss NaN.',

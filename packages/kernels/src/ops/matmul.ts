@@ -45,6 +45,7 @@ const mm = (ctx: VjpContext, x: TensorInfo, y: TensorInfo, transA: boolean, tran
 defineOps([
   {
     name: 'matmul',
+    autocast: 'low',
     doc: 'y[..., M, N] = sum_k A[..., m, k] * B[..., k, n] with A = a [..., M, K] (or a^T when `transA`, a being [..., K, M]) and '
       + 'B = b [..., K, N] (or b^T when `transB`, b being [..., N, K]); rank >= 2; batch dims broadcast numpy-style (either side may '
       + 'have fewer); K = 0 gives zeros.',

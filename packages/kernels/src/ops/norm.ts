@@ -99,6 +99,7 @@ function gradCases(forward: OpCase[], build: (c: OpCase) => number[][], keep: (a
 defineOps([
   {
     name: 'group_norm',
+    autocast: 'f32',
     doc: 'GroupNorm over x [N, C, ...]: the C channels split into `groups` consecutive groups; each (sample, group) is normalised by its '
       + 'mean and rstd = 1/sqrt(biased variance + eps), then y = xhat*weight[c] + bias[c] (F.group_norm). Also returns mean and rstd, '
       + 'both [N, groups], which carry no gradient. eps defaults to 1e-5; a group with no elements has mean 0, rstd 1/sqrt(eps).',
@@ -151,6 +152,7 @@ defineOps([
   },
   {
     name: 'batch_norm_train',
+    autocast: 'f32',
     doc: 'BatchNorm in training mode over x [N, C, ...]: each channel is normalised by its batch mean and biased variance over N and '
       + 'space, y = (x-mean)/sqrt(var+eps)*weight[c] + bias[c]. Also returns mean [C] and var [C] (biased; the caller updates running '
       + 'statistics with the unbiased n/(n-1) factor), which carry no gradient. eps defaults to 1e-5; an empty batch gives mean 0, var 0.',
@@ -201,6 +203,7 @@ defineOps([
   },
   {
     name: 'batch_norm_eval',
+    autocast: 'f32',
     doc: 'BatchNorm in evaluation mode over x [N, C, ...] with running statistics: y = (x - running_mean[c])/sqrt(running_var[c] + eps)*weight[c] '
       + '+ bias[c]. eps defaults to 1e-5. Gradients flow to x, weight and bias (not to the running statistics).',
     inputs: [
@@ -237,6 +240,7 @@ defineOps([
   },
   {
     name: 'layer_norm',
+    autocast: 'f32',
     doc: 'LayerNorm over the last dimension D of x [..., D]: xhat = (x - mean)*rstd with rstd = 1/sqrt(biased variance + eps), '
       + 'y = xhat*weight + bias (F.layer_norm). Also returns mean and rstd, both [...] (x without its last dim), which carry no gradient. '
       + 'eps defaults to 1e-5; D = 0 gives mean 0, rstd 1/sqrt(eps).',
@@ -286,6 +290,7 @@ defineOps([
   },
   {
     name: 'rms_norm',
+    autocast: 'f32',
     doc: 'RMSNorm over the last dimension D of x [..., D]: rstd = 1/sqrt(mean_D(x^2) + eps), y = x*rstd*weight (torch.nn.RMSNorm with an '
       + 'explicit eps, which is required). Also returns rstd [...] (x without its last dim), which carries no gradient; D = 0 gives rstd 1/sqrt(eps).',
     inputs: [{ name: 'x', kind: 'float' }, { name: 'weight', kind: 'float' }],

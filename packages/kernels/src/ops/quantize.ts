@@ -111,6 +111,7 @@ const QUANTIZE_GRAD_CASES: OpCase[] = QUANTIZE_SPECS.map((s) => {
 defineOps([
   {
     name: 'ibq_quantize',
+    autocast: 'f32',
     doc:
       'IBQ quantizer forward (tokenizer.md §5): logits = z codebook^T (inner products); indices = first argmax per row; zq = codebook[indices] ' +
       '(the straight-through value); losses = [quant_loss, sample_entropy, avg_entropy, sample_entropy - avg_entropy] with ' +

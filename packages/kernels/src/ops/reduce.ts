@@ -96,6 +96,7 @@ interface ReduceSpec {
   needsElements: boolean;
   extraCases?: OpCase[];
   vjp: VjpFn;
+  autocast?: OpDef['autocast'];
 }
 
 function reduceRow(s: ReduceSpec): OpDef {
@@ -114,12 +115,14 @@ function reduceRow(s: ReduceSpec): OpDef {
     tolerance: s.tolerance,
     cases: reduceCases(s.extraCases),
     vjp: s.vjp,
+    autocast: s.autocast,
   };
 }
 
 const REDUCTIONS: ReduceSpec[] = [
   {
     name: 'sum',
+    autocast: 'f32',
     doc: 'y = sum of x over `axes` (a contiguous ascending range, negative allowed; default every axis; [] reduces nothing), '
       + 'reduced dimensions dropped unless `keepDims`; a sum over zero elements is 0.',
     tolerance: 'accumulate',
@@ -129,6 +132,7 @@ const REDUCTIONS: ReduceSpec[] = [
   },
   {
     name: 'mean',
+    autocast: 'f32',
     doc: 'y = mean of x over `axes` (as sum); the mean over zero elements is NaN, as in PyTorch.',
     tolerance: 'accumulate',
     needsElements: false,
@@ -165,6 +169,7 @@ const REDUCTIONS: ReduceSpec[] = [
   },
   {
     name: 'logsumexp',
+    autocast: 'f32',
     doc: 'y = log(sum(exp(x))) over `axes` (as sum), computed as m + log(sum(exp(x - m))) with m the maximum so large inputs '
       + 'do not overflow; over zero elements, or when every element is -inf, y = -inf (as PyTorch); +inf if any element is +inf.',
     tolerance: 'accumulate',
@@ -221,6 +226,7 @@ defineOps([
   },
   {
     name: 'softmax',
+    autocast: 'f32',
     doc: 'y = exp(x - m) / sum(exp(x - m)) along `axis` (required, negative allowed), m the maximum along the axis.',
     inputs: [{ name: 'x', kind: 'float' }],
     outputs: ['y'],
@@ -238,6 +244,7 @@ defineOps([
   },
   {
     name: 'log_softmax',
+    autocast: 'f32',
     doc: 'y = x - m - log(sum(exp(x - m))) along `axis` (required, negative allowed), m the maximum along the axis.',
     inputs: [{ name: 'x', kind: 'float' }],
     outputs: ['y'],

@@ -8,7 +8,7 @@
 import { getKernel } from '../../dispatch.js';
 import type { Attrs, Backend, DType, DeviceBuffer, MemoryInfo, TensorInfo, TypedArray } from '../../types.js';
 import { bytesPerElement, sizeOf } from '../../types.js';
-import { f16BitsToF32, f32ToF16Bits } from './half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../half.js';
 import { type Program, buildShader } from './program.js';
 
 export interface WebGpuOptions {

@@ -26,7 +26,9 @@ const built = new WeakMap<Program, { code: string; uniformBytes: number }>();
 export function buildShader(p: Program, _hasF16: boolean): { code: string; uniformBytes: number } {
   const hit = built.get(p);
   if (hit) return hit;
-  const usesF16 = p.inputs.some((b) => b.type === 'f16') || p.outputs.some((b) => b.type === 'f16') || /\bf16\b/.test(p.body);
+  // (comments are left out: a comment naming f16 must not enable it on a device without shader-f16)
+  const code = p.body.replace(/\/\/.*$/gm, '');
+  const usesF16 = p.inputs.some((b) => b.type === 'f16') || p.outputs.some((b) => b.type === 'f16') || /\bf16\b/.test(code);
   const lines: string[] = [];
   if (usesF16) lines.push('enable f16;');
   if (p.subgroups) lines.push('enable subgroups;');

@@ -3,7 +3,8 @@
 // the codebook is visited in chunks of rows (attribute `chunk`, else as many rows as one
 // binding holds), so a 262144 x 256 codebook never needs a binding over 128 MiB. Per-token
 // running state (max, argmax, sum exp, sum exp(/temperature)) lives in a scratch buffer between
-// chunks. Forward passes: F1 state per chunk; F2 entropy, zq, squared error per token; F3
+// chunks; it and the other scratch buffers are f32 whatever the tensors' dtype (f16 tensors are
+// converted on load and store; all math is f32). Forward passes: F1 state per chunk; F2 entropy, zq, squared error per token; F3
 // avgP per codeword; F4 the four losses. Backward: B0 the straight-through gradient g and dz's
 // commitment term; B1 per-token sums (softmax-weighted <g,E>, entropy, <c,p>); B2 dz; B3 dcodebook.
 
@@ -12,7 +13,7 @@ import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../ops/quantize.js';
 import type { TensorInfo } from '../../types.js';
 import type { BindRef, WebGpuBackend } from './backend.js';
 import { wgSumWgsl } from './math.js';
-import { type Program, memo } from './program.js';
+import { type Program, type WgslScalar, memo, wgslType } from './program.js';
 
 const W = 'webgpu';
 const WG = 64;
@@ -20,10 +21,16 @@ const WG = 64;
 const U: Program['uniforms'] = [['T', 'u32'], ['D', 'u32'], ['N', 'u32'], ['start', 'u32'], ['rows', 'u32'], ['first', 'u32'], ['tau', 'f32'], ['beta', 'f32']];
 
 const WG_SUM = wgSumWgsl(WG);
-const ZDOT = `
+/** Loads an element of a tensor binding of type `t` as f32 / stores an f32 into one. */
+type Conv = (e: string) => string;
+const convs = (t: WgslScalar): { ld: Conv; st: Conv } => ({
+  ld: (e) => (t === 'f32' ? e : `f32(${e})`),
+  st: (e) => (t === 'f32' ? e : `${t}(${e})`),
+});
+const zdotWgsl = (ld: Conv) => `
 fn zdot(t: u32, nl: u32) -> f32 {
   var s = 0.0;
-  for (var d = 0u; d < P.D; d++) { s += Z[P.off_Z + t * P.D + d] * E[P.off_E + nl * P.D + d]; }
+  for (var d = 0u; d < P.D; d++) { s += ${ld('Z[P.off_Z + t * P.D + d]')} * ${ld('E[P.off_E + nl * P.D + d]')}; }
   return s;
 }`;
 const ST_FNS = `
@@ -61,27 +68,34 @@ const BINDINGS: Record<Pass, [string[], string[]]> = {
   B3: [['Z', 'E', 'IND', 'LSE', 'LSET', 'AVGP', 'G', 'SUMS', 'DL'], ['DE']],
 };
 
-/** dLogit for token t, chunk row nl (global n), given l = z.E_n and gE = g.E_n. */
-const DLOGIT = `
-fn c_of(n: u32) -> f32 { let a = AVGP[P.off_AVGP + n]; return -(log(a + ${AVG_ENTROPY_EPS}) + a / (a + ${AVG_ENTROPY_EPS})); }
-fn dlogit(t: u32, n: u32, l: f32, gE: f32) -> f32 {
-  let soft = exp(l - LSE[P.off_LSE + t]);
-  let logp = l / P.tau - LSET[P.off_LSET + t];
-  let p = exp(logp);
-  let scale = 1.0 / (f32(P.T) * P.tau);
-  let gS = DL[P.off_DL + 1] + DL[P.off_DL + 3];
-  let gA = DL[P.off_DL + 2] - DL[P.off_DL + 3];
-  return soft * (gE - SUMS[3u * t]) - gS * p * (logp + SUMS[3u * t + 1u]) * scale + gA * p * (c_of(n) - SUMS[3u * t + 2u]) * scale;
-}
+/** c_n of the avg-entropy gradient and g.E_n (G is f32 scratch). */
+const cgWgsl = (ld: Conv) => `
+fn c_of(n: u32) -> f32 { let a = ${ld('AVGP[P.off_AVGP + n]')}; return -(log(a + ${AVG_ENTROPY_EPS}) + a / (a + ${AVG_ENTROPY_EPS})); }
 fn gdot(t: u32, nl: u32) -> f32 {
   var s = 0.0;
-  for (var d = 0u; d < P.D; d++) { s += G[t * P.D + d] * E[P.off_E + nl * P.D + d]; }
+  for (var d = 0u; d < P.D; d++) { s += G[t * P.D + d] * ${ld('E[P.off_E + nl * P.D + d]')}; }
   return s;
 }`;
 
-const quantProgram = memo((pass: Pass, dChunks: number): Program => {
+/** dLogit for token t, chunk row nl (global n), given l = z.E_n and gE = g.E_n. */
+const dlogitWgsl = (ld: Conv) => `${cgWgsl(ld)}
+fn dlogit(t: u32, n: u32, l: f32, gE: f32) -> f32 {
+  let soft = exp(l - ${ld('LSE[P.off_LSE + t]')});
+  let logp = l / P.tau - ${ld('LSET[P.off_LSET + t]')};
+  let p = exp(logp);
+  let scale = 1.0 / (f32(P.T) * P.tau);
+  let gS = ${ld('DL[P.off_DL + 1]')} + ${ld('DL[P.off_DL + 3]')};
+  let gA = ${ld('DL[P.off_DL + 2]')} - ${ld('DL[P.off_DL + 3]')};
+  return soft * (gE - SUMS[3u * t]) - gS * p * (logp + SUMS[3u * t + 1u]) * scale + gA * p * (c_of(n) - SUMS[3u * t + 2u]) * scale;
+}`;
+
+/** Scratch bindings: f32 whatever the tensors' dtype. */
+const SCRATCH = new Set(['ST', 'HS', 'SQ', 'G', 'SUMS']);
+
+const quantProgram = memo((pass: Pass, dChunks: number, t: WgslScalar): Program => {
   const [ins, outs] = BINDINGS[pass];
-  const type = (n: string) => (n === 'IND' ? 'i32' : 'f32') as 'f32';
+  const type = (n: string): WgslScalar => (n === 'IND' ? 'i32' : SCRATCH.has(n) ? 'f32' : t);
+  const { ld, st } = convs(t);
   let body = '';
   const head = `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -121,9 +135,9 @@ ${head}
   let hit = arg >= P.start && arg < P.start + P.rows;
   if (hit) {
     for (var d = lid; d < P.D; d += ${WG}u) {
-      let e = E[P.off_E + (arg - P.start) * P.D + d];
-      ZQ[P.off_ZQ + t * P.D + d] = e;
-      let diff = e - Z[P.off_Z + t * P.D + d];
+      let e = ${ld('E[P.off_E + (arg - P.start) * P.D + d]')};
+      ZQ[P.off_ZQ + t * P.D + d] = ${st('e')};
+      let diff = e - ${ld('Z[P.off_Z + t * P.D + d]')};
       sq += diff * diff;
     }
   }
@@ -132,8 +146,8 @@ ${head}
     if (P.first == 1u) {
       HS[t] = hs;
       IND[P.off_IND + t] = i32(arg);
-      LSE[P.off_LSE + t] = lse_of(t);
-      LSET[P.off_LSET + t] = lT;
+      LSE[P.off_LSE + t] = ${st('lse_of(t)')};
+      LSET[P.off_LSET + t] = ${st('lT')};
     } else { HS[t] = HS[t] + hs; }
     if (hit) { SQ[t] = sqs; }
   }
@@ -145,7 +159,7 @@ ${head}
   var a = 0.0;
   for (var t = lid; t < P.T; t += ${WG}u) { a += exp(zdot(t, nl) / P.tau - lseT_of(t)); }
   let s = wg_sum(a, lid);
-  if (lid == 0u) { AVGP[P.off_AVGP + P.start + nl] = s / f32(P.T); }
+  if (lid == 0u) { AVGP[P.off_AVGP + P.start + nl] = ${st('s / f32(P.T)')}; }
 }`;
   } else if (pass === 'F4') {
     body = `${head}
@@ -153,17 +167,17 @@ ${head}
   var sq = 0.0;
   for (var t = lid; t < P.T; t += ${WG}u) { h += HS[t]; sq += SQ[t]; }
   var ae = 0.0;
-  for (var n = lid; n < P.N; n += ${WG}u) { let a = AVGP[P.off_AVGP + n]; ae -= a * log(a + ${AVG_ENTROPY_EPS}); }
+  for (var n = lid; n < P.N; n += ${WG}u) { let a = ${ld('AVGP[P.off_AVGP + n]')}; ae -= a * log(a + ${AVG_ENTROPY_EPS}); }
   let H = wg_sum(h, lid);
   let S = wg_sum(sq, lid);
   let A = wg_sum(ae, lid);
   if (lid == 0u) {
     let mse = S / f32(P.T * P.D);
     let sample = H / f32(P.T);
-    LOSS[P.off_LOSS + 0u] = mse + mse + P.beta * mse;
-    LOSS[P.off_LOSS + 1u] = sample;
-    LOSS[P.off_LOSS + 2u] = A;
-    LOSS[P.off_LOSS + 3u] = sample - A;
+    LOSS[P.off_LOSS + 0u] = ${st('mse + mse + P.beta * mse')};
+    LOSS[P.off_LOSS + 1u] = ${st('sample')};
+    LOSS[P.off_LOSS + 2u] = ${st('A')};
+    LOSS[P.off_LOSS + 3u] = ${st('sample - A')};
   }
 }`;
   } else if (pass === 'B0') {
@@ -177,28 +191,23 @@ ${head}
   let M = f32(P.T * P.D);
   for (var d = lid; d < P.D; d += ${WG}u) {
     var e = 0.0;
-    if (inChunk) { e = E[P.off_E + (u32(ind) - P.start) * P.D + d]; }
-    let r = e - Z[P.off_Z + t * P.D + d];
-    G[t * P.D + d] = DZQ[P.off_DZQ + t * P.D + d] + 2.0 * DL[P.off_DL + 0u] * r / M;
-    DZ[P.off_DZ + t * P.D + d] = -4.0 * DL[P.off_DL + 0u] * r / M;
+    if (inChunk) { e = ${ld('E[P.off_E + (u32(ind) - P.start) * P.D + d]')}; }
+    let r = e - ${ld('Z[P.off_Z + t * P.D + d]')};
+    let dl0 = ${ld('DL[P.off_DL + 0u]')};
+    G[t * P.D + d] = ${ld('DZQ[P.off_DZQ + t * P.D + d]')} + 2.0 * dl0 * r / M;
+    DZ[P.off_DZ + t * P.D + d] = ${st('-4.0 * dl0 * r / M')};
   }
 }`;
   } else if (pass === 'B1') {
-    body = `
-fn c_of(n: u32) -> f32 { let a = AVGP[P.off_AVGP + n]; return -(log(a + ${AVG_ENTROPY_EPS}) + a / (a + ${AVG_ENTROPY_EPS})); }
-fn gdot(t: u32, nl: u32) -> f32 {
-  var s = 0.0;
-  for (var d = 0u; d < P.D; d++) { s += G[t * P.D + d] * E[P.off_E + nl * P.D + d]; }
-  return s;
-}
+    body = `${cgWgsl(ld)}
 ${head}
   let t = row;
   if (t >= P.T) { return; }
   var sd = 0.0; var h = 0.0; var cd = 0.0;
   for (var nl = lid; nl < P.rows; nl += ${WG}u) {
     let l = zdot(t, nl);
-    sd += exp(l - LSE[P.off_LSE + t]) * gdot(t, nl);
-    let logp = l / P.tau - LSET[P.off_LSET + t];
+    sd += exp(l - ${ld('LSE[P.off_LSE + t]')}) * gdot(t, nl);
+    let logp = l / P.tau - ${ld('LSET[P.off_LSET + t]')};
     let p = exp(logp);
     h -= p * logp;
     cd += c_of(P.start + nl) * p;
@@ -212,7 +221,8 @@ ${head}
   }
 }`;
   } else if (pass === 'B2') {
-    body = `${DLOGIT}
+    // dz accumulates in the output tensor: an f16 dz is rounded once per chunk (B0, then each B2).
+    body = `${dlogitWgsl(ld)}
 var<workgroup> dlT: array<f32, ${WG}>;
 ${head}
   let t = row;
@@ -228,18 +238,18 @@ ${head}
     for (var k = 0u; k < cnt; k++) {
       for (var c = 0u; c < ${dChunks}u; c++) {
         let d = lid + c * ${WG}u;
-        if (d < P.D) { acc[c] += dlT[k] * E[P.off_E + (n0 + k) * P.D + d]; }
+        if (d < P.D) { acc[c] += dlT[k] * ${ld('E[P.off_E + (n0 + k) * P.D + d]')}; }
       }
     }
     workgroupBarrier();
   }
   for (var c = 0u; c < ${dChunks}u; c++) {
     let d = lid + c * ${WG}u;
-    if (d < P.D) { DZ[P.off_DZ + t * P.D + d] += acc[c]; }
+    if (d < P.D) { DZ[P.off_DZ + t * P.D + d] = ${st(`${ld('DZ[P.off_DZ + t * P.D + d]')} + acc[c]`)}; }
   }
 }`;
   } else {
-    body = `${DLOGIT}
+    body = `${dlogitWgsl(ld)}
 var<workgroup> dlT: array<f32, ${WG}>;
 var<workgroup> hitT: array<u32, ${WG}>;
 ${head}
@@ -265,11 +275,11 @@ ${head}
       for (var c = 0u; c < ${dChunks}u; c++) {
         let d = lid + c * ${WG}u;
         if (d < P.D) {
-          let zv = Z[P.off_Z + tk * P.D + d];
+          let zv = ${ld('Z[P.off_Z + tk * P.D + d]')};
           var add = dlT[k] * zv;
           if (hitT[k] == 1u) {
-            let r = E[P.off_E + nl * P.D + d] - zv;
-            add += G[tk * P.D + d] + 2.0 * P.beta * DL[P.off_DL + 0] * r / M;
+            let r = ${ld('E[P.off_E + nl * P.D + d]')} - zv;
+            add += G[tk * P.D + d] + 2.0 * P.beta * ${ld('DL[P.off_DL + 0]')} * r / M;
           }
           acc[c] += add;
         }
@@ -279,12 +289,12 @@ ${head}
   }
   for (var c = 0u; c < ${dChunks}u; c++) {
     let d = lid + c * ${WG}u;
-    if (d < P.D) { DE[P.off_DE + n * P.D + d] = acc[c]; }
+    if (d < P.D) { DE[P.off_DE + n * P.D + d] = ${st('acc[c]')}; }
   }
 }`;
   }
   const all = [...ins, ...outs];
-  const decls = [WG_SUM, all.includes('Z') ? ZDOT : '', all.includes('ST') ? ST_FNS : ''].join('\n');
+  const decls = [WG_SUM, all.includes('Z') ? zdotWgsl(ld) : '', all.includes('ST') ? ST_FNS : ''].join('\n');
   return {
     name: `ibq_quantize_${pass}`,
     inputs: ins.map((name) => ({ name, type: type(name) })),
@@ -296,8 +306,8 @@ ${body}`,
 });
 
 /** Codebook rows per chunk: the attribute, else what one binding holds. */
-function chunkRows(be: WebGpuBackend, N: number, D: number, chunk: number | undefined): number {
-  const fit = Math.max(1, Math.floor(be.maxViewElements('f32') / Math.max(D, 1)));
+function chunkRows(be: WebGpuBackend, N: number, D: number, chunk: number | undefined, dtype: TensorInfo['dtype']): number {
+  const fit = Math.max(1, Math.floor(be.maxViewElements(dtype) / Math.max(D, 1)));
   return Math.max(1, Math.min(N, chunk ?? N, fit));
 }
 
@@ -317,7 +327,7 @@ function run(c: Ctx, pass: Pass, start: number, rows: number, workgroups: number
   const e = c.be.bindView({ ...c.codebook, offset: c.codebook.offset + start * c.D, shape: [rows, c.D] });
   const get = (n: string): Bound => (n === 'E' ? e : c.refs[n]);
   const dChunks = Math.max(1, Math.ceil(c.D / WG));
-  c.be.dispatch(quantProgram(pass, dChunks), ins.map((n) => get(n).ref), outs.map((n) => get(n).ref), [
+  c.be.dispatch(quantProgram(pass, dChunks, wgslType(c.codebook.dtype)), ins.map((n) => get(n).ref), outs.map((n) => get(n).ref), [
     c.T, c.D, c.N, start, rows, start === 0 ? 1 : 0, c.tau, c.beta, ...[...ins, ...outs].map((n) => get(n).elemOffset),
   ], workgroups);
 }
@@ -337,7 +347,7 @@ registerKernel<WebGpuBackend>('ibq_quantize', W, (be, [z, codebook], [indices, z
     ST: scratch(4 * T), HS: scratch(T), SQ: scratch(T),
   };
   const c: Ctx = { be, T, D, N, tau: temperature, beta, codebook, refs };
-  const C = chunkRows(be, N, D, chunk);
+  const C = chunkRows(be, N, D, chunk, codebook.dtype);
   chunks(c, C, (s, r) => run(c, 'F1', s, r, T));
   chunks(c, C, (s, r) => run(c, 'F2', s, r, T));
   chunks(c, C, (s, r) => run(c, 'F3', s, r, r));
@@ -355,7 +365,7 @@ registerKernel<WebGpuBackend>('ibq_quantize_grad', W, (be, [dzq, dlosses, z, cod
     DZ: bind(dz), DE: bind(dcodebook), G: scratch(T * D), SUMS: scratch(3 * T),
   };
   const c: Ctx = { be, T, D, N, tau: temperature, beta, codebook, refs };
-  const C = chunkRows(be, N, D, chunk);
+  const C = chunkRows(be, N, D, chunk, codebook.dtype);
   chunks(c, C, (s, r) => run(c, 'B0', s, r, T));
   chunks(c, C, (s, r) => run(c, 'B1', s, r, T));
   chunks(c, C, (s, r) => run(c, 'B2', s, r, T));

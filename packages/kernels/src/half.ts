@@ -1,4 +1,5 @@
-// IEEE half <-> float conversions on the host (f16 tensors are stored as raw 16-bit words).
+// IEEE half <-> float conversions on the host: f16 tensors travel as raw 16-bit words (a backend's
+// `read` of an f16 buffer returns them; `write` takes them), and the harness rounds values to f16.
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -29,6 +30,7 @@ export function toHalf(v: number): number {
   return sign | h;
 }
 
+/** Half bits -> the number they hold (exact). */
 export function fromHalf(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >>> 10) & 0x1f;
@@ -48,4 +50,9 @@ export function f16BitsToF32(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = fromHalf(bits[i]);
   return out;
+}
+
+/** The f16 value nearest to `v` (round to nearest even, through f32 as the backends write it). */
+export function roundToHalf(v: number): number {
+  return fromHalf(toHalf(v));
 }
