@@ -10,6 +10,7 @@ import {
   type TypedArray,
   type VjpContext,
   getOp,
+  isFloat,
   reshapeInfo,
   runOp,
   sizeOf,
@@ -207,6 +208,54 @@ export function isGradEnabled(): boolean {
 }
 
 // ---------------------------------------------------------------------------------------
+// Mixed precision
+
+let autocastDtype: DType | null = null;
+
+/**
+ * Runs fn under mixed precision, as torch.autocast: each op's row says whether it runs in
+ * `dtype` (matmul, conv2d, attention), in float32 (norms, softmax, sums, losses...) or in the
+ * widest float dtype among its inputs; inputs are cast on the way in, and the casts are on the
+ * tape, so float32 leaves (master weights) get float32 gradients. Nested calls take the innermost
+ * dtype; null turns it off inside.
+ */
+export function autocast<T>(dtype: 'f16' | null, fn: () => T): T {
+  const prev = autocastDtype;
+  autocastDtype = dtype;
+  try {
+    return fn();
+  } finally {
+    autocastDtype = prev;
+  }
+}
+
+export function autocastDtypeNow(): DType | null {
+  return autocastDtype;
+}
+
+/** The inputs of op `name` cast as the autocast policy wants (the same array when nothing changes). */
+function autocastInputs(name: string, inputs: readonly Tensor[], low: DType): { inputs: readonly Tensor[]; casts: Tensor[] } {
+  const floats = inputs.filter((t) => isFloat(t.dtype));
+  const policy = getOp(name).autocast;
+  let target: DType;
+  if (policy === 'low') target = low;
+  else if (policy === 'f32') target = floats.some((t) => t.dtype === 'f64') ? 'f64' : 'f32';
+  else if (floats.every((t) => t.dtype === floats[0].dtype)) return { inputs, casts: [] };
+  else target = floats.some((t) => t.dtype === 'f64') ? 'f64' : 'f32';
+  const casts: Tensor[] = [];
+  const cast = inputs.map((t) => {
+    if (!isFloat(t.dtype) || t.dtype === target) return t;
+    const c = apply('cast', [t], { dtype: target })[0];
+    casts.push(c);
+    return c;
+  });
+  return { inputs: casts.length ? cast : inputs, casts };
+}
+
+/** Autocast leaves alone explicit conversions and ops that write an input in place (a cast copy would take the write). */
+const autocastExempt = (name: string) => name === 'cast' || !!getOp(name).mutates;
+
+// ---------------------------------------------------------------------------------------
 // Running ops
 
 /** Wraps a kernel-level output as a tensor owning its buffer. */
@@ -225,6 +274,8 @@ export function apply(name: string, inputs: readonly Tensor[], attrs: Attrs = {}
   for (const t of inputs) {
     if (t.backend !== be) throw new Error(`${name}: inputs live on different backends (${t.backend.name} and ${be.name})`);
   }
+  let casts: Tensor[] = [];
+  if (autocastDtype && name !== '__reshape' && !autocastExempt(name)) ({ inputs, casts } = autocastInputs(name, inputs, autocastDtype));
   let outputs: Tensor[];
   if (name === '__reshape') {
     const src = inputs[0];
@@ -246,6 +297,8 @@ export function apply(name: string, inputs: readonly Tensor[], attrs: Attrs = {}
       o.node = node;
     }
   }
+  // The cast copies live on through the tape node (if any) that holds their storage.
+  for (const c of casts) c.dispose();
   return outputs;
 }
 

@@ -1,8 +1,8 @@
 // Optimizers as fused device kernels (adam_update, ema_update), gradient clipping by global
 // norm, and the learning-rate schedules of the reference's two trainers.
 
-import { Tensor, apply, dispose, keep, noGrad, tidy } from './engine.js';
-import { add, div, full, minimum, sqrt, square, sum, zeros } from './ops.js';
+import { Tensor, apply, backward, dispose, keep, noGrad, tidy } from './engine.js';
+import { add, div, full, minimum, scale, sqrt, square, sum, zeros } from './ops.js';
 
 export interface AdamOptions {
   lr: number;
@@ -115,6 +115,111 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): Tensor {
     coef.dispose();
     return norm;
   });
+}
+
+export interface GradScalerOptions {
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  /** Clean optimizer steps in a row before the scale grows. */
+  growthInterval?: number;
+}
+
+export interface GradScalerState {
+  scale: number;
+  growthTracker: number;
+}
+
+/**
+ * Dynamic loss scaling for f16 mixed precision, as torch.cuda.amp.GradScaler (same defaults):
+ * backward() seeds the gradient with `scale` so small f16 gradients do not flush to zero;
+ * step() divides the gradients by it and skips the update when any is inf or NaN; update()
+ * then halves the scale, or doubles it after `growthInterval` clean steps in a row. One scaler
+ * may serve several optimizers: update() judges every step() since the last update().
+ */
+export class GradScaler {
+  scale: number;
+  growthTracker = 0;
+  readonly growthFactor: number;
+  readonly backoffFactor: number;
+  readonly growthInterval: number;
+  private foundInf = false;
+
+  constructor(o: GradScalerOptions = {}) {
+    this.scale = o.initScale ?? 65536;
+    this.growthFactor = o.growthFactor ?? 2;
+    this.backoffFactor = o.backoffFactor ?? 0.5;
+    this.growthInterval = o.growthInterval ?? 2000;
+  }
+
+  /** backward(loss x scale), without materialising the scaled loss. */
+  backward(loss: Tensor): void {
+    const seed = noGrad(() => full(loss.shape, this.scale, { backend: loss.backend, dtype: loss.dtype }));
+    try {
+      backward(loss, seed);
+    } finally {
+      seed.dispose();
+    }
+  }
+
+  /**
+   * Unscales the optimizer's gradients and steps it unless one is inf or NaN (one readback).
+   * Returns whether it stepped.
+   */
+  async step(opt: Adam): Promise<boolean> {
+    const finite = await this.unscale(opt.params);
+    if (finite) opt.step();
+    else this.foundInf = true;
+    return finite;
+  }
+
+  /** Divides every gradient by the scale in place; resolves to whether all of them are finite. */
+  async unscale(params: readonly Tensor[]): Promise<boolean> {
+    const withGrad = params.filter((p) => p.grad);
+    if (withGrad.length === 0) return true;
+    const check = noGrad(() => {
+      let acc: Tensor | null = null;
+      for (const p of withGrad) {
+        const g = keep(scale(p.grad!, 1 / this.scale));
+        p.grad!.dispose();
+        p.grad = g;
+        // x*0 is 0 for finite x and NaN for inf or NaN, so the sum is 0 exactly when all are finite.
+        const bad = tidy(() => sum(scale(g, 0)));
+        if (acc) {
+          const next: Tensor = add(acc, bad);
+          acc.dispose();
+          bad.dispose();
+          acc = next;
+        } else acc = bad;
+      }
+      return acc!;
+    });
+    const v = await check.item();
+    check.dispose();
+    return Number.isFinite(v);
+  }
+
+  /** Adjusts the scale after the steps since the last update. */
+  update(): void {
+    if (this.foundInf) {
+      this.scale *= this.backoffFactor;
+      this.growthTracker = 0;
+    } else if (++this.growthTracker === this.growthInterval) {
+      this.scale *= this.growthFactor;
+      this.growthTracker = 0;
+    }
+    this.foundInf = false;
+  }
+
+  state(): GradScalerState {
+    return { scale: this.scale, growthTracker: this.growthTracker };
+  }
+
+  loadState(s: GradScalerState): void {
+    if (!(s.scale > 0) || !Number.isInteger(s.growthTracker)) throw new Error(`GradScaler: bad state ${JSON.stringify(s)}`);
+    this.scale = s.scale;
+    this.growthTracker = s.growthTracker;
+  }
 }
 
 /** Exponential moving average of parameters (shadow -= (1-decay)(shadow - param)). */
