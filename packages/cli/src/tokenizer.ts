@@ -34,7 +34,8 @@ export async function openBackend(device: string | undefined): Promise<Backend> 
   const reasons: string[] = [];
   for (const name of order) {
     try {
-      const b = await createBackend(name);
+      // f16 is requested where the adapter has it, so --precision 16-mixed can use it.
+      const b = await createBackend(name, name === 'webgpu' ? { f16: true } : {});
       if (want === 'auto' && name === 'webgpu' && isSoftwareAdapter(b)) {
         // A CPU-emulated GPU (llvmpipe/lavapipe) is slower than the wasm backend on the same cores.
         b.destroy();

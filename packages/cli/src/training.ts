@@ -5,7 +5,7 @@
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
-import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type StepLog } from '@ibq/ibq';
+import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
@@ -53,6 +53,7 @@ export interface RunOptions {
   logEvery: number;
   perceptual: PerceptualLoss | null;
   gan: boolean;
+  precision?: Precision;
 }
 
 export interface RunResult {
@@ -79,7 +80,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   });
   const stepsPerEpoch = Math.max(1, Math.floor(loader.batchesPerEpoch / o.accumulate));
   const trainer = new IBQTrainer({
-    config: o.config, backend: o.backend, seed: o.seed, perceptual: o.perceptual, accumulate: o.accumulate, gan: o.gan, stepsPerEpoch,
+    config: o.config, backend: o.backend, seed: o.seed, perceptual: o.perceptual, accumulate: o.accumulate, gan: o.gan, stepsPerEpoch, precision: o.precision,
   });
   let position: Partial<LoaderPosition> = {};
   if (o.resume) {
@@ -125,6 +126,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         dispose(xs);
       }
       if (log.skipped) io.err(`step ${log.step}: non-finite loss, update skipped (${trainer.nonFiniteInRow} in a row)`);
+      if (log.overflow) io.err(`step ${log.step}: f16 gradients overflowed at loss scale ${log.loss_scale}: update skipped, scale now ${trainer.scaler!.scale}`);
       lastLog = log;
       usage.add(log.indices);
       const done = trainer.step;
@@ -136,6 +138,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         codebook_sample_entropy_loss: log.codebook_sample_entropy_loss, codebook_avg_entropy_loss: log.codebook_avg_entropy_loss,
         g_loss: log.g_loss, disc_loss: log.disc_loss, logits_real: log.logits_real, logits_fake: log.logits_fake,
         lecam_loss: log.lecam_loss, lr: log.lr, codebook_usage: usage.usage(),
+        ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
       if (done % o.logEvery === 0 || done === o.steps) {
         appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);

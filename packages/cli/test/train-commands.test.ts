@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FASHION_MNIST_DIR, encodePng } from '@ibq/data';
+import type { Backend } from '@ibq/kernels';
+import { testBackends } from '@ibq/kernels/harness';
 import { main } from '../src/main.js';
 import { memoryIo } from '../src/io.js';
 
@@ -59,7 +61,31 @@ describe('ibq train', () => {
     const r2 = await run('train', '--config', CONFIG, '--data', 'fashion-mnist', '--lpips-vgg16', 'x.pth');
     expect(r2.code).toBe(2);
     expect(r2.err).toContain('--lpips-vgg16 and --lpips-heads go together');
+    const r3 = await run('train', '--config', CONFIG, '--data', 'fashion-mnist', '--device', 'reference', '--precision', '16-mixed');
+    expect(r3.code).toBe(2);
+    expect(r3.err).toContain("--precision 16-mixed: backend 'reference' cannot: f16 is not supported on reference");
   });
+
+  it('takes the precision from the config, and trains in 16-mixed where the device has f16', async () => {
+    const data = await imageFolder();
+    // The official configs ask for 16-mixed under trainer:.
+    const config = join(dir, 'mixed.yaml');
+    writeFileSync(config, `${readFileSync(CONFIG, 'utf8')}\ntrainer:\n  precision: 16-mixed\n`);
+    const base = ['train', '--config', config, '--data', data, '--batch-size', '2', '--steps', '2', '--log-every', '1', '--image-every', '100'];
+    const onRef = await run(...base, '--out', join(dir, 'mixed-ref'), '--device', 'reference');
+    expect(onRef.code, onRef.err).toBe(0);
+    expect(onRef.err).toMatch(/the config asks for precision 16-mixed, but backend 'reference' has no f16 .*: training in 32/);
+    const gpu = (await testBackends(['webgpu'], { f16: true })).backends[0] as (Backend & { hasF16?: boolean }) | undefined;
+    const hasF16 = gpu?.hasF16 === true;
+    gpu?.destroy();
+    if (!hasF16) return console.warn('[train-commands] no webgpu with shader-f16: the 16-mixed run is skipped');
+    const out = join(dir, 'mixed-gpu');
+    const onGpu = await run(...base, '--out', out, '--device', 'webgpu');
+    expect(onGpu.code).toBe(0);
+    expect(onGpu.err).toMatch(/training on webgpu in precision 16-mixed/);
+    const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.loss_scale)).toEqual([65536, 65536]);
+  }, 300_000);
 });
 
 describe.skipIf(!existsSync(FASHION_MNIST_DIR))('ibq demo (needs Debian dataset-fashion-mnist, installed by npm run setup)', () => {

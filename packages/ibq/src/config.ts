@@ -160,7 +160,7 @@ export function parseConfig(text: string, file = '<config>'): IBQConfig {
     lr_drop_rate: num(args.lr_drop_rate, m('lr_drop_rate'), file, 0.1),
     batch_size: num(data?.batch_size, 'data.init_args.batch_size', file, 4),
     max_epochs: trainer?.max_epochs === undefined || trainer?.max_epochs === null ? null : num(trainer.max_epochs, 'trainer.max_epochs', file),
-    precision: typeof trainer?.precision === 'string' ? trainer.precision : null,
+    precision: typeof trainer?.precision === 'string' || typeof trainer?.precision === 'number' ? String(trainer.precision) : null,
     class_path: String((doc as Obj).model && ((doc as Obj).model as Obj).class_path),
   };
 }

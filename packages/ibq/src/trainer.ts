@@ -4,7 +4,7 @@
 // needs to continue the same loss curve.
 
 import {
-  Adam, EMA, Generator, type HostTensor, type Tensor, abs, add, assign, backward, concat, dispose, keep,
+  Adam, EMA, Generator, GradScaler, type HostTensor, type Tensor, abs, add, assign, autocast, backward, concat, dispose, keep,
   lrAfterDrops, mean, nn, noGrad, readSafetensors, scale, setBackend, slice, sub, tensor, tidy, toFloat32, writeSafetensors,
 } from '@ibq/tensor';
 import type { Backend } from '@ibq/kernels';
@@ -32,6 +32,39 @@ export interface TrainerOptions {
   gan?: boolean;
   /** Optimizer steps per epoch, for the epoch-based LR drops. */
   stepsPerEpoch?: number;
+  /** '16-mixed': f16 autocast with dynamic loss scaling (needs f16 on the backend). Default '32'. */
+  precision?: Precision;
+}
+
+/** The precisions a run can train in (Lightning's names). */
+export type Precision = '32' | '16-mixed';
+
+/**
+ * The precision a run trains in, from the config's `trainer.precision` and the --precision flag
+ * (which wins), on a backend: an explicit request the backend cannot honour is an error; a
+ * config's request that it cannot is a notice, and the run trains in f32 (the official configs
+ * ask for 16-mixed or bf16-mixed, written for CUDA GPUs and NPUs).
+ */
+export function resolvePrecision(fromConfig: string | null, flag: string | undefined, backend: Backend): { precision: Precision; notice: string | null } {
+  const canonical = (v: string, where: string): Precision | 'bf16-mixed' => {
+    if (['32', '32-true'].includes(v)) return '32';
+    if (['16', '16-mixed'].includes(v)) return '16-mixed';
+    if (['bf16', 'bf16-mixed'].includes(v)) return 'bf16-mixed';
+    throw new Error(`${where}: unknown precision '${v}' (expected 32, 16-mixed or bf16-mixed)`);
+  };
+  const f16 = backend.supports('cast', ['f16'], { dtype: 'f32' });
+  if (flag !== undefined) {
+    const p = canonical(flag, '--precision');
+    if (p === 'bf16-mixed') throw new Error('--precision bf16-mixed: no backend here has bfloat16; use 16-mixed (f16 with loss scaling) or 32');
+    if (p === '16-mixed' && f16 !== true) throw new Error(`--precision 16-mixed: backend '${backend.name}' cannot: ${f16}`);
+    return { precision: p, notice: null };
+  }
+  if (fromConfig === null) return { precision: '32', notice: null };
+  const p = canonical(fromConfig, 'trainer.precision');
+  if (p === '32') return { precision: '32', notice: null };
+  if (p === '16-mixed' && f16 === true) return { precision: p, notice: `training in 16-mixed (f16 autocast with loss scaling), as the config's trainer.precision asks` };
+  const why = p === 'bf16-mixed' ? 'no backend here has bfloat16' : `backend '${backend.name}' has no f16 (${f16})`;
+  return { precision: '32', notice: `the config asks for precision ${fromConfig}, but ${why}: training in 32 (--precision overrides)` };
 }
 
 /** Scalars logged for one step, named as the reference logs them. */
@@ -52,6 +85,10 @@ export interface StepLog {
   logits_fake: number;
   lecam_loss: number;
   lr: number;
+  /** The loss scale this step ran with (1 in f32). */
+  loss_scale: number;
+  /** The update was skipped because a scaled gradient overflowed (16-mixed; the scale backs off). */
+  overflow: boolean;
   /** Code indices chosen in this step (for usage statistics). */
   indices: Int32Array;
 }
@@ -82,6 +119,9 @@ export class IBQTrainer {
   readonly maxNonFinite: number;
   readonly stepsPerEpoch: number;
   readonly generator: Generator;
+  readonly precision: Precision;
+  /** Loss scaling for 16-mixed: one scaler for both optimizers, as Lightning's precision plugin. */
+  readonly scaler: GradScaler | null;
   /** LeCAM EMAs of the mean real and fake logits, one element each (device scalars). */
   lecamReal: Tensor;
   lecamFake: Tensor;
@@ -97,6 +137,12 @@ export class IBQTrainer {
     this.maxNonFinite = o.maxNonFinite ?? 5;
     this.stepsPerEpoch = o.stepsPerEpoch ?? Infinity;
     this.perceptual = o.perceptual ?? null;
+    this.precision = o.precision ?? '32';
+    if (this.precision === '16-mixed') {
+      const ok = o.backend.supports('cast', ['f16'], { dtype: 'f32' });
+      if (ok !== true) throw new Error(`precision 16-mixed: backend '${o.backend.name}' cannot: ${ok}`);
+    }
+    this.scaler = this.precision === '16-mixed' ? new GradScaler() : null;
     this.generator = new Generator(o.seed ?? 0);
     nn.manualSeed(o.seed ?? 0);
     const lc = o.config.lossconfig;
@@ -118,6 +164,24 @@ export class IBQTrainer {
     }
     this.lecamReal = keep(tensor([0], [1]));
     this.lecamFake = keep(tensor([0], [1]));
+  }
+
+  /** fn under f16 autocast in 16-mixed, as is otherwise. */
+  private amp<T>(fn: () => T): T {
+    return this.scaler ? autocast('f16', fn) : fn();
+  }
+
+  /** Backward through every loss (scaled in 16-mixed) and one step; false when the scaler skipped it. */
+  private async backwardAndStep(losses: Tensor[], opt: Adam): Promise<boolean> {
+    if (!this.scaler) {
+      for (const l of losses) backward(l);
+      opt.step();
+      return true;
+    }
+    for (const l of losses) this.scaler.backward(l);
+    const stepped = await this.scaler.step(opt);
+    this.scaler.update();
+    return stepped;
   }
 
   private emaParams(): [string, Tensor][] {
@@ -150,7 +214,9 @@ export class IBQTrainer {
     const k = this.accumulate;
 
     // One forward per micro-batch; the graphs stay alive for the generator step.
-    const fwd = micro.map((x) => tidy(() => this.model.forward(x)));
+    const lossScale = this.scaler?.scale ?? 1;
+    let overflow = false;
+    const fwd = micro.map((x) => tidy(() => this.amp(() => this.model.forward(x))));
     const garbage: Tensor[] = [];
 
     // --- discriminator step (on detached reconstructions) ---
@@ -161,7 +227,7 @@ export class IBQTrainer {
       const dLosses: Tensor[] = [];
       for (let i = 0; i < k; i++) {
         const x = micro[i];
-        const out = tidy(() => {
+        const out = tidy(() => this.amp(() => {
           const real = this.disc!.forward(x.detach());
           const fake = this.disc!.forward(fwd[i].xrec.detach());
           const mr = mean(real), mf = mean(fake);
@@ -178,23 +244,21 @@ export class IBQTrainer {
           const lecam = lecamReg(real, fake, this.lecamReal, this.lecamFake);
           const dLoss = scale(add(scale(lecam, lc.lecam_loss_weight), hingeDLoss(real, fake)), discFactor);
           return { loss: scale(dLoss, 1 / k), log: concat([dLoss.reshape([1]), mr.reshape([1]), mf.reshape([1]), lecam.reshape([1])]) };
-        });
+        }));
         dLosses.push(out.loss);
         garbage.push(out.log);
         const v = Array.from(await out.log.data());
         dScalars = dScalars.map((s, j) => s + v[j] / k);
         if (!v.every(Number.isFinite)) dFinite = false;
       }
-      if (dFinite) {
-        for (const l of dLosses) backward(l);
-        this.optD.step();
-      }
+      if (dFinite && !(await this.backwardAndStep(dLosses, this.optD))) overflow = true;
       this.optD.zeroGrad();
       dispose(dLosses);
     } else if (this.optD) {
       // Before disc_start the reference still steps opt_disc with zero gradients: Adam's
       // counter advances (bias corrections later depend on it) while m, v and weights stay 0-moved.
       this.optD.skipStep();
+      this.scaler?.update(); // the reference's scaler sees that (clean) step too
     }
 
     // --- generator step (against the just-updated discriminator) ---
@@ -206,7 +270,7 @@ export class IBQTrainer {
     for (let i = 0; i < k; i++) {
       const x = micro[i];
       const { xrec, losses } = fwd[i];
-      const out = tidy(() => {
+      const out = tidy(() => this.amp(() => {
         const rec = mean(abs(sub(x, xrec)));
         const p = this.perceptual ? mean(this.perceptual.forward(x, xrec)) : null;
         const nll = p ? add(rec, scale(p, lc.perceptual_weight)) : rec;
@@ -221,7 +285,7 @@ export class IBQTrainer {
         const zero = tensor([0], [1]);
         const log = concat([total, rec, p ?? zero, g ?? zero, q, se, ae, ent].map((t) => t.reshape([1])));
         return { loss: scale(total, 1 / k), log };
-      });
+      }));
       gLosses.push(out.loss);
       garbage.push(out.log);
       const v = await out.log.data();
@@ -230,8 +294,8 @@ export class IBQTrainer {
       indices.push((await fwd[i].indices.data()) as Int32Array);
     }
     if (gFinite) {
-      for (const l of gLosses) backward(l);
-      this.optG.step();
+      // A step the scaler skips still counts, and the EMA still moves, as in the reference.
+      if (!(await this.backwardAndStep(gLosses, this.optG))) overflow = true;
       this.ema?.update();
       this.nonFiniteInRow = 0;
     } else {
@@ -252,6 +316,8 @@ export class IBQTrainer {
       logits_fake: dScalars[2],
       lecam_loss: dScalars[3],
       lr,
+      loss_scale: lossScale,
+      overflow,
       indices: concatInts(indices),
     };
     if (gFinite) this.step++;
@@ -287,6 +353,8 @@ export class IBQTrainer {
       discOptimizerSteps: this.optD?.stepCount ?? 0,
       nonFiniteInRow: this.nonFiniteInRow,
       rng: this.generator.state(),
+      precision: this.precision,
+      scaler: this.scaler?.state() ?? null,
       ...extra,
     };
     await writeSafetensors(path, entries, { metadata: { format: 'ibq-train-state', 'ibq.state': JSON.stringify(state) } });
@@ -320,6 +388,8 @@ export class IBQTrainer {
     write(this.lecamFake, tensors.get('lecam.logits_fake_ema'), 'lecam.logits_fake_ema');
     this.step = state.step;
     this.nonFiniteInRow = state.nonFiniteInRow;
+    // A run may resume in another precision (say, on another machine); the scale carries over when both are 16-mixed.
+    if (this.scaler && state.scaler) this.scaler.loadState(state.scaler);
     this.generator.seed = state.rng.seed;
     this.generator.offset = state.rng.offset;
     return state;

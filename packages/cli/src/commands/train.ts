@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { ImageFolderDataset, type ImageDataset, openMnist, trainTransform } from '@ibq/data';
 import { LPIPS, type LpipsWeightsSource, loadLpips, lpipsWeightsAvailable } from '@ibq/eval';
-import { ConfigError, type IBQConfig, parseConfig } from '@ibq/ibq';
+import { ConfigError, type IBQConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { DEVICE_OPTION, existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
@@ -25,6 +25,7 @@ export const TRAIN_OPTIONS = {
   'lpips-vgg16': { type: 'string' },
   'lpips-heads': { type: 'string' },
   'lpips-from': { type: 'string' },
+  precision: { type: 'string' },
 } as const;
 
 export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageNet layout) or Debian's Fashion-MNIST
@@ -37,7 +38,9 @@ export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageN
   --seed S             initialisation, data order and crops (default 0)
   --checkpoint-every N  (default 500)   --image-every N (default 200)   --log-every N (default 10)
   --lpips-vgg16 F --lpips-heads F   torchvision's vgg16 .pth and LPIPS v0.1 vgg.pth, for the perceptual term
-  --lpips-from CKPT    or take them from an official tokenizer checkpoint (loss.perceptual_loss.*)`;
+  --lpips-from CKPT    or take them from an official tokenizer checkpoint (loss.perceptual_loss.*)
+  --precision P        32, or 16-mixed: f16 autocast with loss scaling, on a webgpu device with
+                       shader-f16 (default: the config's trainer.precision where the device can, else 32)`;
 
 export async function openTrainingData(values: OptionValues, config: IBQConfig): Promise<{ dataset: ImageDataset; transform?: { resize: number; crop: 'random' } }> {
   const data = requiredString(values, 'data');
@@ -98,13 +101,21 @@ ${TRAIN_USAGE}`,
     const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
     const perceptual = await openPerceptual(values, io);
     const backend = await openBackend(values.device as string | undefined);
-    io.err(`training on ${backend.name}: ${dataset.length} images, batch ${batchSize} x ${accumulate}, ${steps} steps -> ${out}`);
     try {
+      let precision;
+      try {
+        const r = resolvePrecision(config.precision, values.precision as string | undefined, backend);
+        precision = r.precision;
+        if (r.notice) io.err(r.notice);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize} x ${accumulate}, ${steps} steps -> ${out}`);
       const r = await runTraining({
         config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
         seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
         checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
-        logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true,
+        logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision,
       }, io);
       io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`);
       r.trainer.dispose();
