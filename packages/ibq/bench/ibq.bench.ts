@@ -1,4 +1,5 @@
-// Tokenizer benchmarks (`npm run bench -w @ibq/ibq -- [--backend cpu,webgpu] [--runs N] [--quick]`):
+// Tokenizer benchmarks (`npm run bench -w @ibq/ibq -- [--backend cpu,webgpu] [--runs N] [--quick]
+// [--only encode_decode,quantizer,train_s] [--profile]`):
 // encode+decode of one 256x256 image with the official 16384 architecture; the 262144-code
 // quantizer on 4x256 tokens, forward and backward, with peak memory; training steps/s for
 // config S. Beside each, the same work in PyTorch (bench/torch_peer.py) when Debian's
@@ -7,15 +8,17 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type Backend, type BackendName, createBackend, runOp } from '@ibq/kernels';
+import { type Backend, type BackendName, createBackend, observeKernels, runOp } from '@ibq/kernels';
 import { dispose, nn, noGrad, setBackend, tensor } from '@ibq/tensor';
-import { IBQTokenizer, IBQTrainer, parseConfig } from '../src/index.js';
+import { IBQTokenizer, IBQTrainer, type Precision, parseConfig } from '../src/index.js';
 
 const args = process.argv.slice(2);
 const get = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
 const runs = Math.max(5, Number(get('runs') ?? 5));
 const backends = (get('backend') ?? 'cpu,webgpu').split(',') as BackendName[];
 const quick = args.includes('--quick');
+const only = get('only')?.split(',');
+const wanted = (what: string) => !only || only.includes(what);
 /** The peer script in the source tree (found from the working directory: bundling moves this file). */
 function findPeer(): string {
   for (let d = resolve(process.cwd()); ; d = dirname(d)) {
@@ -124,34 +127,64 @@ async function quantizer(name: BackendName): Promise<Record<string, unknown>> {
   };
 }
 
-async function trainS(b: Backend): Promise<Record<string, unknown>> {
+async function trainS(b: Backend, precision: Precision = '32'): Promise<Record<string, unknown>> {
   const cfg = parseConfig(officialYaml(1024, 64, '[1, 2, 2]', 2, 32, 8, 64));
-  const t = new IBQTrainer({ config: { ...cfg, use_ema: false }, backend: b, gan: false });
+  const t = new IBQTrainer({ config: { ...cfg, use_ema: false }, backend: b, gan: false, precision });
   const x = tensor(new Float32Array(16 * 3 * 32 * 32).map((_, i) => Math.sin(i * 0.37)), [16, 3, 32, 32]);
+  const perOp = new Map<string, { ms: number; calls: number }>();
+  // --profile: where a step's time goes, op by op (kernel wall time: the work itself on cpu, only the encoding on webgpu).
+  if (args.includes('--profile')) {
+    observeKernels((op, _inputs, ms) => {
+      const e = perOp.get(op) ?? { ms: 0, calls: 0 };
+      e.ms += ms;
+      e.calls++;
+      perOp.set(op, e);
+    });
+  }
+  let steps = 0;
   const ms = await medianMs(async () => {
     await t.trainStep([x]);
+    steps++;
   }, quick ? 1 : runs);
+  observeKernels(null);
+  for (const [op, e] of [...perOp].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
+    emit({ bench: 'train step profile', backend: b.name, precision, op, ms_per_step: +(e.ms / steps).toFixed(1), calls_per_step: e.calls / steps });
+  }
   dispose([x]);
   t.dispose();
-  return { bench: 'train step', config: 'S (ch 64, [1,2,2], 2 blocks, attn 8, 32px, 1024 codes), batch 16, L1+quant+0.05 entropy, Adam', backend: b.name, ms: +ms.toFixed(1), images_per_s: +(16000 / ms).toFixed(2) };
+  return {
+    bench: 'train step', config: 'S (ch 64, [1,2,2], 2 blocks, attn 8, 32px, 1024 codes), batch 16, L1+quant+0.05 entropy, Adam',
+    backend: b.name, precision, ms: +ms.toFixed(1), images_per_s: +(16000 / ms).toFixed(2),
+  };
 }
 
 for (const name of backends) {
   let b: Backend;
   try {
-    b = await createBackend(name);
+    b = await createBackend(name, name === 'webgpu' ? { f16: true } : {});
   } catch (e) {
     emit({ backend: name, skipped: (e as Error).message });
     continue;
   }
   setBackend(b);
-  withPeer(await encodeDecode(b), 'encode_decode');
-  if (name === 'cpu' || args.includes('--heavy')) {
+  if (wanted('encode_decode')) withPeer(await encodeDecode(b), 'encode_decode');
+  if (!wanted('quantizer')) {
+    // left out by --only
+  } else if (name === 'cpu' || args.includes('--heavy')) {
     withPeer(await quantizer(name), 'quantizer', 1);
     setBackend(b);
+  } else emit({ bench: 'quantizer fwd+bwd', backend: name, skipped: 'several minutes on a software adapter: pass --heavy' });
+  if (!wanted('train_s')) {
+    b.destroy();
+    continue;
   }
-  else emit({ bench: 'quantizer fwd+bwd', backend: name, skipped: 'several minutes on a software adapter: pass --heavy' });
-  withPeer(await trainS(b), 'train_s');
+  const f32 = await trainS(b);
+  withPeer(f32, 'train_s');
+  if (b.supports('cast', ['f16'], { dtype: 'f32' }) === true) {
+    // The same step in 16-mixed; its peer is our own f32 step on the same device.
+    const mixed = await trainS(b, '16-mixed');
+    emit({ ...mixed, vs: 'the f32 step above', ratio: +((f32.ms as number) / (mixed.ms as number)).toFixed(3) });
+  }
   b.destroy();
 }
 process.exit(0);

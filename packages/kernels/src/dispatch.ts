@@ -109,9 +109,22 @@ export function runOp(
   // Nothing to compute when every output is empty (and nothing is updated in place).
   const empty = outputs.length > 0 && outputs.every((o) => sizeOf(o.shape) === 0);
   if (!empty && !(def.mutates && inputs.every((t) => sizeOf(t.shape) === 0))) {
-    kernel(backend, inputs, outputs, attrs);
+    if (observer) {
+      const t0 = performance.now();
+      kernel(backend, inputs, outputs, attrs);
+      observer(op, inputs, performance.now() - t0);
+    } else kernel(backend, inputs, outputs, attrs);
   }
   return [...outputs];
+}
+
+/** Sees every kernel call with its wall time (the work itself on cpu and reference; on webgpu, only the encoding). */
+export type KernelObserver = (op: string, inputs: readonly TensorInfo[], ms: number) => void;
+let observer: KernelObserver | null = null;
+
+/** Installs (or, with null, removes) the one kernel observer: for profiling. */
+export function observeKernels(fn: KernelObserver | null): void {
+  observer = fn;
 }
 
 /** A view of `t` under another shape with the same element count. */

@@ -2,6 +2,8 @@
 // Pointers are byte addresses into the shared memory; counts and strides are in elements.
 // Op codes match UNARY_CODES / BINARY_CODES in ../kernels/elementwise.ts.
 
+import { expv } from './vmath';
+
 // Unary op codes.
 const NEG = 0, ABS = 1, SIGN = 2, STEP = 3, EXP = 4, LOG = 5, SQRT = 6, RSQRT = 7, SQUARE = 8,
   RECIPROCAL = 9, SIN = 10, COS = 11, TANH = 12, SIGMOID = 13, ERF = 14, RELU = 15, LEAKY_RELU = 16,
@@ -89,10 +91,32 @@ export function unary(op: i32, x: usize, y: usize, begin: i32, end: i32, p0: f64
       v128.store(y + o, r);
     }
   }
+  if (op == EXP || op == SIGMOID || op == SILU) {
+    // Through expv in f32 (relative error ~1e-7, inside the transcendental class); the tail
+    // goes through the same lanes, so an element's result does not depend on where a thread's
+    // range starts.
+    for (; i + 4 <= end; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(y + o, expFamily(op, v128.load(x + o)));
+    }
+    for (; i < end; i++) {
+      const o = <usize>i << 2;
+      store<f32>(y + o, f32x4.extract_lane(expFamily(op, f32x4.splat(load<f32>(x + o))), 0));
+    }
+    return;
+  }
   for (; i < end; i++) {
     const o = <usize>i << 2;
     store<f32>(y + o, unaryScalar(op, load<f32>(x + o), p0, p1));
   }
+}
+
+/** exp, sigmoid = 1/(1+e^-x) and silu = x*sigmoid(x) of four lanes. */
+@inline function expFamily(op: i32, v: v128): v128 {
+  if (op == EXP) return expv(v);
+  const one = f32x4.splat(1);
+  const s = f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v))));
+  return op == SIGMOID ? s : f32x4.mul(v, s);
 }
 
 @inline function binaryScalar(op: i32, a: f32, b: f32): f32 {

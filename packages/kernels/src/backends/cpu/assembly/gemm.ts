@@ -255,31 +255,51 @@ function convDySegment(desc: usize, dy: usize, dst: usize, k0: i32, kc: i32, p0:
   }
 }
 
-/** B[(oh,ow), (c,kh,kw)] = x[c, oh*sh-pt+kh, ow*sw-pl+kw]: the weight gradient's operand. */
+/**
+ * B[(oh,ow), (c,kh,kw)] = x[c, oh*sh-pt+kh, ow*sw-pl+kw]: the weight gradient's operand.
+ * Column by column, along runs of one output row: the bounds are worked out once per run, so
+ * the inner loops are plain strided copies and zero fills.
+ */
 function packIm2colT(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc: i32): void {
   const H = di(desc, D_H), W = di(desc, D_W), KH = di(desc, D_KH), KW = di(desc, D_KW);
   const sh = di(desc, D_SH), sw = di(desc, D_SW), pt = di(desc, D_PT), pl = di(desc, D_PL), OW = di(desc, D_OW);
   const KK = KH * KW;
+  const rowStep: usize = <usize>NR << 2;
+  const oh0 = k0 / OW, ow0 = k0 - oh0 * OW;
   for (let jp = 0; jp < nc; jp += NR) {
     const cols = min(NR, nc - jp);
     const panel = dst + (<usize>(jp * kc) << 2);
-    // Column offsets (into x) and kernel positions of this panel's NR columns.
     const q0 = j0 + jp;
-    for (let k = 0; k < kc; k++) {
-      const pix = k0 + k;
-      const oh = pix / OW, ow = pix - oh * OW;
-      const p = panel + (<usize>(k * NR) << 2);
-      let c = q0 / KK, r = q0 - c * KK;
-      let kh = r / KW, kw = r - kh * KW;
-      for (let q = 0; q < NR; q++) {
-        let v: f32 = 0;
-        if (q < cols) {
-          const ih = oh * sh - pt + kh, iw = ow * sw - pl + kw;
-          if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = load<f32>(x + (<usize>((c * H + ih) * W + iw) << 2));
-        }
-        store<f32>(p + (<usize>q << 2), v);
-        if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; c++; } }
+    let c = q0 / KK, r = q0 - c * KK;
+    let kh = r / KW, kw = r - kh * KW;
+    for (let q = 0; q < NR; q++) {
+      let p = panel + (<usize>q << 2);
+      if (q >= cols) {
+        for (let k = 0; k < kc; k++, p += rowStep) store<f32>(p, 0);
+        continue;
       }
+      const plane = x + (<usize>(c * H * W) << 2);
+      // Output columns ow whose input column iw = ow*sw - pl + kw lies in [0, W).
+      const owLo = max(0, (pl - kw + sw - 1) / sw), owHi = min(OW, (W + pl - kw + sw - 1) / sw);
+      let k = 0, oh = oh0, ow = ow0;
+      while (k < kc) {
+        const runEnd = min(OW, ow + kc - k);
+        k += runEnd - ow;
+        const ih = oh * sh - pt + kh;
+        if (ih < 0 || ih >= H) {
+          for (; ow < runEnd; ow++, p += rowStep) store<f32>(p, 0);
+        } else {
+          const lo = min(max(ow, owLo), runEnd), hi = max(min(runEnd, owHi), lo);
+          for (; ow < lo; ow++, p += rowStep) store<f32>(p, 0);
+          let src = plane + (<usize>(ih * W + ow * sw - pl + kw) << 2);
+          const srcStep: usize = <usize>sw << 2;
+          for (; ow < hi; ow++, p += rowStep, src += srcStep) store<f32>(p, load<f32>(src));
+          for (; ow < runEnd; ow++, p += rowStep) store<f32>(p, 0);
+        }
+        ow = 0;
+        oh++;
+      }
+      if (++kw == KW) { kw = 0; if (++kh == KH) { kh = 0; c++; } }
     }
   }
 }
