@@ -126,7 +126,9 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         dispose(xs);
       }
       if (log.skipped) io.err(`step ${log.step}: non-finite loss, update skipped (${trainer.nonFiniteInRow} in a row)`);
-      if (log.overflow) io.err(`step ${log.step}: f16 gradients overflowed at loss scale ${log.loss_scale}: update skipped, scale now ${trainer.scaler!.scale}`);
+      if (log.overflowed.length) {
+        io.err(`step ${log.step}: f16 gradients overflowed at loss scale ${log.loss_scale}: the ${log.overflowed.join(' and ')} update skipped, scale now ${trainer.scaler!.scale}`);
+      }
       lastLog = log;
       usage.add(log.indices);
       const done = trainer.step;

@@ -87,8 +87,8 @@ export interface StepLog {
   lr: number;
   /** The loss scale this step ran with (1 in f32). */
   loss_scale: number;
-  /** The update was skipped because a scaled gradient overflowed (16-mixed; the scale backs off). */
-  overflow: boolean;
+  /** Updates the loss scaler skipped because a scaled gradient overflowed (16-mixed; the scale backs off). */
+  overflowed: ('discriminator' | 'generator')[];
   /** Code indices chosen in this step (for usage statistics). */
   indices: Int32Array;
 }
@@ -215,7 +215,7 @@ export class IBQTrainer {
 
     // One forward per micro-batch; the graphs stay alive for the generator step.
     const lossScale = this.scaler?.scale ?? 1;
-    let overflow = false;
+    const overflowed: StepLog['overflowed'] = [];
     const fwd = micro.map((x) => tidy(() => this.amp(() => this.model.forward(x))));
     const garbage: Tensor[] = [];
 
@@ -251,7 +251,7 @@ export class IBQTrainer {
         dScalars = dScalars.map((s, j) => s + v[j] / k);
         if (!v.every(Number.isFinite)) dFinite = false;
       }
-      if (dFinite && !(await this.backwardAndStep(dLosses, this.optD))) overflow = true;
+      if (dFinite && !(await this.backwardAndStep(dLosses, this.optD))) overflowed.push('discriminator');
       this.optD.zeroGrad();
       dispose(dLosses);
     } else if (this.optD) {
@@ -295,7 +295,7 @@ export class IBQTrainer {
     }
     if (gFinite) {
       // A step the scaler skips still counts, and the EMA still moves, as in the reference.
-      if (!(await this.backwardAndStep(gLosses, this.optG))) overflow = true;
+      if (!(await this.backwardAndStep(gLosses, this.optG))) overflowed.push('generator');
       this.ema?.update();
       this.nonFiniteInRow = 0;
     } else {
@@ -317,7 +317,7 @@ export class IBQTrainer {
       lecam_loss: dScalars[3],
       lr,
       loss_scale: lossScale,
-      overflow,
+      overflowed,
       indices: concatInts(indices),
     };
     if (gFinite) this.step++;

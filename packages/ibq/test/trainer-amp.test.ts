@@ -88,7 +88,7 @@ describe.skipIf(!gpu)('16-mixed training on webgpu', () => {
       const x = tensor(batch(s), [2, 3, R, R]);
       const log = await t.trainStep([x]);
       x.dispose();
-      expect(log.overflow).toBe(false);
+      expect(log.overflowed).toEqual([]);
       expect(log.loss_scale).toBe(1024);
       expect([log.total_loss, log.disc_loss, log.g_loss].every(Number.isFinite)).toBe(true);
       if (s >= config.lossconfig.disc_start) expect(log.disc_loss).toBeGreaterThan(0);
@@ -105,14 +105,19 @@ describe.skipIf(!gpu)('16-mixed training on webgpu', () => {
     const before = await params(t);
     const x = tensor(batch(0), [2, 3, R, R]);
     const log = await t.trainStep([x]);
-    expect(log.overflow).toBe(true);
+    expect(log.overflowed).toEqual(['generator']); // disc_start 2: no discriminator step yet
     expect(log.skipped).toBe(false);
     expect(t.step).toBe(1);
     expect(t.optG.stepCount).toBe(0);
     expect(await params(t)).toEqual(before);
     expect(t.scaler!.scale).toBe(2 ** 119); // one back-off: disc_start 2, so D only counted a clean skip step
-    const next = await t.trainStep([x]); // 2^119 still overflows f16: halves again (D and G both overflow: once)
-    expect(next.overflow).toBe(true);
+    const next = await t.trainStep([x]); // 2^119 still overflows f16: halves again
+    expect(next.overflowed).toEqual(['generator']);
+    expect(t.scaler!.scale).toBe(2 ** 118);
+    const third = await t.trainStep([x]); // the discriminator's first step: both overflow, each backs off
+    expect(third.overflowed).toEqual(['discriminator', 'generator']);
+    expect(t.scaler!.scale).toBe(2 ** 116);
+    expect(t.optD!.stepCount).toBe(2); // the two skip steps before disc_start; the overflowed one is not a step
     x.dispose();
     const file = join(mkdtempSync(join(tmpdir(), 'ibq-amp-')), 'ckpt.safetensors');
     await t.save(file);
