@@ -222,12 +222,16 @@ export class IBQTrainer {
     // --- discriminator step (on detached reconstructions) ---
     let dScalars = [0, 0, 0, 0]; // disc_loss, logits_real, logits_fake, lecam
     let dFinite = true;
-    if (this.disc && this.optD && discFactor > 0) {
+    // Before disc_start the reference still runs D on both batches (the LeCAM EMAs and the
+    // BatchNorm running stats move) and steps opt_disc with zero gradients: Adam's counter
+    // advances (later bias corrections depend on it) while its moments and the weights stay put.
+    if (this.disc && this.optD) {
       this.optD.zeroGrad();
+      const taped = <T>(f: () => T): T => (discFactor > 0 ? f() : noGrad(f)); // nothing to backpropagate before disc_start
       const dLosses: Tensor[] = [];
       for (let i = 0; i < k; i++) {
         const x = micro[i];
-        const out = tidy(() => this.amp(() => {
+        const out = tidy(() => this.amp(() => taped(() => {
           const real = this.disc!.forward(x.detach());
           const fake = this.disc!.forward(fwd[i].xrec.detach());
           const mr = mean(real), mf = mean(fake);
@@ -244,21 +248,19 @@ export class IBQTrainer {
           const lecam = lecamReg(real, fake, this.lecamReal, this.lecamFake);
           const dLoss = scale(add(scale(lecam, lc.lecam_loss_weight), hingeDLoss(real, fake)), discFactor);
           return { loss: scale(dLoss, 1 / k), log: concat([dLoss.reshape([1]), mr.reshape([1]), mf.reshape([1]), lecam.reshape([1])]) };
-        }));
+        })));
         dLosses.push(out.loss);
         garbage.push(out.log);
         const v = Array.from(await out.log.data());
         dScalars = dScalars.map((s, j) => s + v[j] / k);
         if (!v.every(Number.isFinite)) dFinite = false;
       }
-      if (dFinite && !(await this.backwardAndStep(dLosses, this.optD))) overflowed.push('discriminator');
+      if (discFactor === 0) {
+        this.optD.skipStep();
+        this.scaler?.update(); // the reference's scaler sees that (clean) step too
+      } else if (dFinite && !(await this.backwardAndStep(dLosses, this.optD))) overflowed.push('discriminator');
       this.optD.zeroGrad();
       dispose(dLosses);
-    } else if (this.optD) {
-      // Before disc_start the reference still steps opt_disc with zero gradients: Adam's
-      // counter advances (bias corrections later depend on it) while m, v and weights stay 0-moved.
-      this.optD.skipStep();
-      this.scaler?.update(); // the reference's scaler sees that (clean) step too
     }
 
     // --- generator step (against the just-updated discriminator) ---
@@ -274,14 +276,15 @@ export class IBQTrainer {
         const rec = mean(abs(sub(x, xrec)));
         const p = this.perceptual ? mean(this.perceptual.forward(x, xrec)) : null;
         const nll = p ? add(rec, scale(p, lc.perceptual_weight)) : rec;
-        const g = this.disc && discFactor > 0 ? nonSaturatingGLoss(this.disc.forward(xrec)) : null;
+        // Before disc_start D still sees the reconstruction (its BatchNorm statistics move), with no gradient to G.
+        const g = !this.disc ? null : discFactor > 0 ? nonSaturatingGLoss(this.disc.forward(xrec)) : noGrad(() => nonSaturatingGLoss(this.disc!.forward(xrec)));
         const q = slice(losses, [0], [1]);
         const se = slice(losses, [1], [1]);
         const ae = slice(losses, [2], [1]);
         const ent = sub(scale(se, this.config.sample_minimization_weight), scale(ae, this.config.batch_maximization_weight));
         let total = add(nll, scale(q, lc.quant_loss_weight));
         if (this.config.use_entropy_loss) total = add(total, scale(ent, lc.entropy_loss_weight));
-        if (g) total = add(total, scale(g, lc.gen_loss_weight * discFactor));
+        if (g && discFactor > 0) total = add(total, scale(g, lc.gen_loss_weight * discFactor));
         const zero = tensor([0], [1]);
         const log = concat([total, rec, p ?? zero, g ?? zero, q, se, ae, ent].map((t) => t.reshape([1])));
         return { loss: scale(total, 1 / k), log };

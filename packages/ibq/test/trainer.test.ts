@@ -59,6 +59,24 @@ describe('tokenizer trainer on reference', () => {
     second.dispose();
   }, 300_000);
 
+  it('before disc_start, D still sees both batches: BatchNorm statistics and LeCAM EMAs move, weights do not', async () => {
+    const t = new IBQTrainer({ config, backend: new ReferenceBackend(), seed: 2 }); // disc_start 10
+    const state = async () => new Map(await Promise.all([...t.disc!.stateDict()].map(async ([n, v]) => [n, Array.from(await v.data())] as const)));
+    const before = await state();
+    await run(t, 0, 2);
+    const after = await state();
+    for (const [n] of t.disc!.namedParameters()) expect(after.get(n), n).toEqual(before.get(n));
+    const stats = [...after.keys()].filter((n) => n.endsWith('running_mean') || n.endsWith('running_var'));
+    expect(stats.length).toBeGreaterThan(0);
+    for (const n of stats) expect(after.get(n), n).not.toEqual(before.get(n));
+    // Three D calls a step (real, fake, and the generator's view of the fake), as the reference.
+    expect(after.get('main.3.num_batches_tracked')).toEqual([6]);
+    expect(await t.lecamReal.item()).not.toBe(0);
+    expect(await t.lecamFake.item()).not.toBe(0);
+    expect(t.optD!.stepCount).toBe(2);
+    t.dispose();
+  }, 120_000);
+
   it('skips a step with a non-finite loss and stops after K in a row', async () => {
     const t = new IBQTrainer({ config, backend: new ReferenceBackend(), seed: 1, maxNonFinite: 2 });
     const bad = tensor(new Float32Array(2 * 3 * R * R).fill(NaN), [2, 3, R, R]);
