@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend, ReferenceBackend } from '@ibq/kernels';
 import { F16_TOLERANCES, testBackends } from '@ibq/kernels/harness';
 import { type Tensor, tensor } from '@ibq/tensor';
+import { syntheticBatch } from './synthetic.js';
 import { IBQTrainer, type Precision, loadConfig, resolvePrecision } from '../src/index.js';
 
 const config = loadConfig(fileURLToPath(new URL('../configs/tiny_test.yaml', import.meta.url)));
@@ -18,16 +19,7 @@ afterAll(() => destroyAll());
 const gpu = backends.find((b) => (b as Backend & { hasF16?: boolean }).hasF16);
 if (!gpu) console.warn('[trainer-amp.test] no webgpu backend with shader-f16: the 16-mixed training tests are skipped');
 
-function batch(i: number, n = 2): Float32Array {
-  const out = new Float32Array(n * 3 * R * R);
-  for (let b = 0; b < n; b++) {
-    const fx = 0.2 + 0.1 * ((i * n + b) % 7), fy = 0.3 + 0.05 * ((i * n + b) % 5);
-    for (let c = 0; c < 3; c++)
-      for (let y = 0; y < R; y++)
-        for (let x = 0; x < R; x++) out[((b * 3 + c) * R + y) * R + x] = Math.sin(fx * x + c) * Math.cos(fy * y - c) * 0.9;
-  }
-  return out;
-}
+const batch = (i: number) => syntheticBatch(i, 2, R);
 
 async function params(t: IBQTrainer): Promise<number[][]> {
   return Promise.all(t.model.parameters().map(async (p: Tensor) => Array.from(await p.data())));

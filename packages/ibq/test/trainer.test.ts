@@ -5,22 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ReferenceBackend } from '@ibq/kernels';
 import { type Tensor, dispose, tensor } from '@ibq/tensor';
+import { syntheticBatch } from './synthetic.js';
 import { IBQTrainer, NonFiniteLossError, loadConfig } from '../src/index.js';
 
 const config = loadConfig(fileURLToPath(new URL('../configs/micro_test.yaml', import.meta.url)));
 const R = config.ddconfig.resolution;
 
-/** Deterministic smooth images: batch i of a fixed synthetic dataset. */
-function batch(i: number, n = 2, r = R): Float32Array {
-  const out = new Float32Array(n * 3 * r * r);
-  for (let b = 0; b < n; b++) {
-    const fx = 0.2 + 0.1 * ((i * n + b) % 7), fy = 0.3 + 0.05 * ((i * n + b) % 5);
-    for (let c = 0; c < 3; c++)
-      for (let y = 0; y < r; y++)
-        for (let x = 0; x < r; x++) out[((b * 3 + c) * r + y) * r + x] = Math.sin(fx * x + c) * Math.cos(fy * y - c) * 0.9;
-  }
-  return out;
-}
+const batch = (i: number) => syntheticBatch(i, 2, R);
 
 async function run(t: IBQTrainer, from: number, to: number): Promise<number[]> {
   const losses: number[] = [];
