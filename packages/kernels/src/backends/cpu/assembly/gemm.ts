@@ -18,73 +18,53 @@ export const NC = 1024;
 
 // Descriptor fields (i32 index).
 const D_M = 0, D_N = 1, D_K = 2;
-const D_AKIND = 3, D_A = 4, D_SAM = 5, D_SAK = 6;
-const D_BKIND = 7, D_B = 8, D_SBK = 9, D_SBN = 10;
-const D_C = 11, D_LDC = 12, D_ACCUMULATE = 13, D_BIAS = 14;
+const D_A = 3, D_SAM = 4, D_SAK = 5;
+const D_BKIND = 6, D_B = 7, D_SBK = 8, D_SBN = 9;
+const D_C = 10, D_LDC = 11, D_ACCUMULATE = 12, D_BIAS = 13;
 // Convolution geometry (for the conv packing kinds).
-const D_CC = 15, D_H = 16, D_W = 17, D_KH = 18, D_KW = 19, D_SH = 20, D_SW = 21, D_PT = 22, D_PL = 23, D_OH = 24, D_OW = 25, D_OC = 26;
+const D_CC = 14, D_H = 15, D_W = 16, D_KH = 17, D_KW = 18, D_SH = 19, D_SW = 20, D_PT = 21, D_PL = 22, D_OH = 23, D_OW = 24, D_OC = 25;
 /** 1: batches after the first accumulate into the same C (a sum over batches). */
-const D_REDUCE_BATCHES = 27;
+const D_REDUCE_BATCHES = 26;
 
-// Operand kinds.
-const A_MATRIX = 0, A_CONV_WT = 1;
+// Operand kinds of B (A is always a strided matrix).
 const B_MATRIX = 0, B_IM2COL = 1, B_CONV_DY = 2, B_IM2COL_T = 3;
 
 @inline function di(desc: usize, f: i32): i32 { return load<i32>(desc + (<usize>f << 2)); }
 
-/** Packs A[i0:i0+mc, k0:k0+kc] into MR-row panels, zero-padding rows past mc. */
+/** Packs A[i0:i0+mc, k0:k0+kc] (a matrix with strides sAm, sAk) into MR-row panels, zero-padding rows past mc. */
 function packA(desc: usize, a: usize, dst: usize, i0: i32, mc: i32, k0: i32, kc: i32): void {
-  const kind = di(desc, D_AKIND);
-  if (kind == A_MATRIX) {
-    const sm = di(desc, D_SAM), sk = di(desc, D_SAK);
-    for (let ip = 0; ip < mc; ip += MR) {
-      const rows = min(MR, mc - ip);
-      const panel = dst + (<usize>(ip * kc) << 2);
-      if (rows == MR && sk == 1) {
-        // Two row streams, interleaved: [r0[k], r1[k]] per k.
-        const r0 = a + (<usize>((i0 + ip) * sm + k0) << 2);
-        const r1 = r0 + (<usize>sm << 2);
-        let k = 0;
-        for (; k + 4 <= kc; k += 4) {
-          const o = <usize>k << 2;
-          const x0 = v128.load(r0 + o), x1 = v128.load(r1 + o);
-          const p = panel + (<usize>k << 3);
-          v128.store(p, v128.shuffle<i32>(x0, x1, 0, 4, 1, 5));
-          v128.store(p, v128.shuffle<i32>(x0, x1, 2, 6, 3, 7), 16);
-        }
-        for (; k < kc; k++) {
-          const o = <usize>k << 2, p = panel + (<usize>k << 3);
-          store<f32>(p, load<f32>(r0 + o));
-          store<f32>(p, load<f32>(r1 + o), 4);
-        }
-      } else if (rows == MR && sm == 1) {
-        // Transposed A: the MR floats of one k are contiguous.
-        for (let k = 0; k < kc; k++) {
-          store<u64>(panel + (<usize>k << 3), load<u64>(a + (<usize>((k0 + k) * sk + i0 + ip) << 2)));
-        }
-      } else {
-        for (let k = 0; k < kc; k++) {
-          for (let r = 0; r < MR; r++) {
-            const v: f32 = r < rows ? load<f32>(a + (<usize>((i0 + ip + r) * sm + (k0 + k) * sk) << 2)) : 0;
-            store<f32>(panel + (<usize>(k * MR + r) << 2), v);
-          }
-        }
+  const sm = di(desc, D_SAM), sk = di(desc, D_SAK);
+  for (let ip = 0; ip < mc; ip += MR) {
+    const rows = min(MR, mc - ip);
+    const panel = dst + (<usize>(ip * kc) << 2);
+    if (rows == MR && sk == 1) {
+      // Two row streams, interleaved: [r0[k], r1[k]] per k.
+      const r0 = a + (<usize>((i0 + ip) * sm + k0) << 2);
+      const r1 = r0 + (<usize>sm << 2);
+      let k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const o = <usize>k << 2;
+        const x0 = v128.load(r0 + o), x1 = v128.load(r1 + o);
+        const p = panel + (<usize>k << 3);
+        v128.store(p, v128.shuffle<i32>(x0, x1, 0, 4, 1, 5));
+        v128.store(p, v128.shuffle<i32>(x0, x1, 2, 6, 3, 7), 16);
       }
-    }
-  } else {
-    // A_CONV_WT: A[c, (o, kh, kw)] = w[o, c, kh, kw] (data gradient of a convolution).
-    const C = di(desc, D_CC), KK = di(desc, D_KH) * di(desc, D_KW);
-    for (let ip = 0; ip < mc; ip += MR) {
-      const rows = min(MR, mc - ip);
-      const panel = dst + (<usize>(ip * kc) << 2);
-      let o = (k0 / KK), r = k0 - o * KK;
+      for (; k < kc; k++) {
+        const o = <usize>k << 2, p = panel + (<usize>k << 3);
+        store<f32>(p, load<f32>(r0 + o));
+        store<f32>(p, load<f32>(r1 + o), 4);
+      }
+    } else if (rows == MR && sm == 1) {
+      // Transposed A: the MR floats of one k are contiguous.
       for (let k = 0; k < kc; k++) {
-        const base = o * C * KK + r;
-        for (let q = 0; q < MR; q++) {
-          const v: f32 = q < rows ? load<f32>(a + (<usize>(base + (i0 + ip + q) * KK) << 2)) : 0;
-          store<f32>(panel + (<usize>(k * MR + q) << 2), v);
+        store<u64>(panel + (<usize>k << 3), load<u64>(a + (<usize>((k0 + k) * sk + i0 + ip) << 2)));
+      }
+    } else {
+      for (let k = 0; k < kc; k++) {
+        for (let r = 0; r < MR; r++) {
+          const v: f32 = r < rows ? load<f32>(a + (<usize>((i0 + ip + r) * sm + (k0 + k) * sk) << 2)) : 0;
+          store<f32>(panel + (<usize>(k * MR + r) << 2), v);
         }
-        if (++r == KK) { r = 0; o++; }
       }
     }
   }

@@ -5,12 +5,12 @@
 //   data grad:    dx[n] [C, H*W]   = w^T (as [C, O*KH*KW]) . gather(dy[n])
 //   weight grad:  dw    [O, C*KH*KW] = sum_n dy[n] [O, OH*OW] . im2col(x[n])^T
 
-import { registerKernel } from '../../../dispatch.js';
+import { registerKernel, reshapeInfo, runOp } from '../../../dispatch.js';
 import { conv2dGeometry } from '../../../ops/conv.js';
 import type { TensorInfo } from '../../../types.js';
 import { sizeOf } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
-import { A_CONV_WT, A_MATRIX, B_CONV_DY, B_IM2COL, B_IM2COL_T, B_MATRIX, type ConvGeometryDesc, runGemm } from './gemm.js';
+import { B_CONV_DY, B_IM2COL, B_IM2COL_T, B_MATRIX, type ConvGeometryDesc, runGemm } from './gemm.js';
 
 const C_ = 'cpu';
 
@@ -29,7 +29,7 @@ registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
   const pointwise = cv.KH === 1 && cv.KW === 1 && cv.sh === 1 && cv.sw === 1 && cv.pt === 0 && cv.pl === 0;
   runGemm(b, {
     M: cv.O, N: P, K: CKK,
-    aKind: A_MATRIX, a: b.addr(w), sAm: CKK, sAk: 1,
+    a: b.addr(w), sAm: CKK, sAk: 1,
     // A 1x1 convolution reads x[n] as a plain [C, H*W] matrix.
     bKind: pointwise ? B_MATRIX : B_IM2COL, b: b.addr(x), sBk: P, sBn: 1,
     c: b.addr(y), ldc: P,
@@ -41,15 +41,22 @@ registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
 
 registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) => {
   const cv = geometry(attrs, dx.shape, w.shape, dy.shape);
-  const N = dx.shape[0], HW = cv.H * cv.W;
-  runGemm(b, {
-    M: cv.C, N: HW, K: cv.O * cv.KH * cv.KW,
-    aKind: A_CONV_WT, a: b.addr(w), sAm: 0, sAk: 0,
-    bKind: B_CONV_DY, b: b.addr(dy), sBk: 0, sBn: 0,
-    c: b.addr(dx), ldc: HW,
-    conv: cv,
-    batches: perImage(N, 0, cv.O * cv.OH * cv.OW, cv.C * HW),
-  });
+  const N = dx.shape[0], HW = cv.H * cv.W, K = cv.O * cv.KH * cv.KW;
+  // w read as [C, O*KH*KW], transposed once here: the GEMM then packs a plain matrix with
+  // vector shuffles instead of gathering w element by element again for every image.
+  const [wt] = runOp(b, 'permute', [reshapeInfo(w, [cv.O, cv.C, cv.KH * cv.KW])], { perm: [1, 0, 2] });
+  try {
+    runGemm(b, {
+      M: cv.C, N: HW, K,
+      a: b.addr(wt), sAm: K, sAk: 1,
+      bKind: B_CONV_DY, b: b.addr(dy), sBk: 0, sBn: 0,
+      c: b.addr(dx), ldc: HW,
+      conv: cv,
+      batches: perImage(N, 0, cv.O * cv.OH * cv.OW, cv.C * HW),
+    });
+  } finally {
+    b.release(wt.buffer);
+  }
 });
 
 registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) => {
@@ -61,7 +68,7 @@ registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) =
   }
   runGemm(b, {
     M: cv.O, N: CKK, K: P,
-    aKind: A_MATRIX, a: b.addr(dy), sAm: P, sAk: 1,
+    a: b.addr(dy), sAm: P, sAk: 1,
     bKind: B_IM2COL_T, b: b.addr(x), sBk: 0, sBn: 0,
     c: b.addr(dw), ldc: CKK,
     conv: cv,

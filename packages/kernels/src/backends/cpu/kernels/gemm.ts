@@ -7,9 +7,8 @@ import type { CpuBackend } from '../backend.js';
 
 // Must match assembly/gemm.ts.
 export const MR = 2, NR = 16, KC = 256, MC = 128, NC = 1024;
-export const A_MATRIX = 0, A_CONV_WT = 1;
 export const B_MATRIX = 0, B_IM2COL = 1, B_CONV_DY = 2, B_IM2COL_T = 3;
-const DESC_FIELDS = 28;
+const DESC_FIELDS = 27;
 
 export interface ConvGeometryDesc {
   C: number; H: number; W: number; KH: number; KW: number;
@@ -18,7 +17,8 @@ export interface ConvGeometryDesc {
 
 export interface GemmCall {
   M: number; N: number; K: number;
-  aKind: number; a: number; sAm: number; sAk: number;
+  /** A: a matrix at byte address `a` with element strides sAm (rows) and sAk (columns). */
+  a: number; sAm: number; sAk: number;
   bKind: number; b: number; sBk: number; sBn: number;
   c: number; ldc: number;
   /** Add into C instead of overwriting it. */
@@ -54,7 +54,7 @@ export function writeDesc(backend: CpuBackend, ptr: number, g: Omit<GemmCall, 'b
   const m = backend.mem();
   const d = ptr / 4;
   const cv = g.conv;
-  const fields = [g.M, g.N, g.K, g.aKind, g.a, g.sAm, g.sAk, g.bKind, g.b, g.sBk, g.sBn, g.c, g.ldc, g.accumulate ? 1 : 0, g.bias ?? 0,
+  const fields = [g.M, g.N, g.K, g.a, g.sAm, g.sAk, g.bKind, g.b, g.sBk, g.sBn, g.c, g.ldc, g.accumulate ? 1 : 0, g.bias ?? 0,
     cv?.C ?? 0, cv?.H ?? 0, cv?.W ?? 0, cv?.KH ?? 0, cv?.KW ?? 0, cv?.sh ?? 1, cv?.sw ?? 1, cv?.pt ?? 0, cv?.pl ?? 0, cv?.OH ?? 0, cv?.OW ?? 0, cv?.O ?? 0,
     g.reduceBatches ? 1 : 0];
   for (let i = 0; i < DESC_FIELDS; i++) m.i32[d + i] = fields[i] | 0;

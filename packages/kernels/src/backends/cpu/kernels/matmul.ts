@@ -6,7 +6,7 @@ import { matmulGeometry } from '../../../ops/matmul.js';
 import { broadcastStrides } from '../../../shape.js';
 import { sizeOf } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
-import { A_MATRIX, B_MATRIX, runGemm } from './gemm.js';
+import { B_MATRIX, runGemm } from './gemm.js';
 
 /** Byte offsets [a, b, y] of every batch of the output's batch shape. */
 export function batchOffsets(batchShape: readonly number[], aBatch: readonly number[], bBatch: readonly number[],
@@ -35,7 +35,7 @@ registerKernel<CpuBackend>('matmul', 'cpu', (b, [a, bm], [y], attrs) => {
   const { M, N, K } = g;
   runGemm(b, {
     M, N, K,
-    aKind: A_MATRIX, a: b.addr(a), sAm: g.transA ? 1 : K, sAk: g.transA ? M : 1,
+    a: b.addr(a), sAm: g.transA ? 1 : K, sAk: g.transA ? M : 1,
     bKind: B_MATRIX, b: b.addr(bm), sBk: g.transB ? 1 : N, sBn: g.transB ? K : 1,
     c: b.addr(y), ldc: N,
     batches: batchOffsets(g.batchShape, g.aBatchShape, g.bBatchShape, M * K, K * N, M * N),

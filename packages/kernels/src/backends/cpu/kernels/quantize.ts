@@ -10,7 +10,7 @@
 import { registerKernel } from '../../../dispatch.js';
 import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../../ops/quantize.js';
 import type { CpuBackend } from '../backend.js';
-import { A_MATRIX, B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
+import { B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
 
 const C = 'cpu';
 /**
@@ -127,7 +127,7 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
       const tb = Math.min(lanes, T - t0);
       per.forEach((p) => writeDesc(b, p.desc, {
         M: p.rows, N: tb, K: D,
-        aKind: A_MATRIX, a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
+        a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
         bKind: B_MATRIX, b: zp + t0 * D * 4, sBk: 1, sBn: D,
         c: p.cache, ldc: lanes,
       }));
@@ -249,19 +249,19 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
       per.forEach((p) => {
         writeDesc(b, p.desc, {
           M: p.rows, N: 2 * lanes, K: D,
-          aKind: A_MATRIX, a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
+          a: ep + p.n0 * D * 4, sAm: D, sAk: 1,
           bKind: B_MATRIX, b: zg, sBk: 1, sBn: D,
           c: p.cache, ldc: 2 * lanes,
         });
         writeDesc(b, p.descDz, {
           M: tb, N: D, K: p.rows,
-          aKind: A_MATRIX, a: p.cache, sAm: 1, sAk: 2 * lanes,
+          a: p.cache, sAm: 1, sAk: 2 * lanes,
           bKind: B_MATRIX, b: ep + p.n0 * D * 4, sBk: D, sBn: 1,
           c: p.dzPart, ldc: D,
         });
         writeDesc(b, p.descDe, {
           M: p.rows, N: D, K: tb,
-          aKind: A_MATRIX, a: p.cache, sAm: 2 * lanes, sAk: 1,
+          a: p.cache, sAm: 2 * lanes, sAk: 1,
           bKind: B_MATRIX, b: zp + t0 * D * 4, sBk: D, sBn: 1,
           c: dEp + p.n0 * D * 4, ldc: D, accumulate: true,
         });
