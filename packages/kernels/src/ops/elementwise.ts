@@ -79,11 +79,8 @@ export const UNARY_OPS: UnarySpec[] = [
   },
   {
     name: 'silu', doc: 'y = x*sigmoid(x) (swish)',
-    vjp: (c, [x], _o, [dy]) => {
-      const s = r1(c, 'sigmoid', [x]);
-      const inner = r1(c, 'scale', [r1(c, 'mul', [x, r1(c, 'scale', [s], { mul: -1, add: 1 })])], { mul: 1, add: 1 });
-      return [r1(c, 'mul', [dy!, r1(c, 'mul', [s, inner])])];
-    },
+    // One fused pass: the decoder and encoder run SiLU after every GroupNorm.
+    vjp: (c, [x], _o, [dy]) => [r1(c, 'silu_grad', [x, dy!])],
   },
   {
     name: 'gelu', doc: 'y = x*Phi(x) = 0.5*x*(1+erf(x/sqrt(2))) (exact, PyTorch\'s default)',
@@ -201,6 +198,26 @@ const DTYPES: DType[] = ['f32', 'f16', 'i32', 'f64'];
 
 defineOps([
   ...UNARY_OPS.map(unaryRow),
+  {
+    name: 'silu_grad',
+    doc: "silu's backward in one pass: dx = dy*s*(1 + x*(1-s)) with s = sigmoid(x); x and dy have one shape",
+    inputs: [{ name: 'x', kind: 'float' }, { name: 'dy', kind: 'float' }],
+    outputs: ['dx'],
+    infer: ([x, dy]) => {
+      if (x.shape.length !== dy.shape.length || x.shape.some((d, i) => d !== dy.shape[i])) {
+        throw new OpError('silu_grad', `x [${x.shape}] and dy [${dy.shape}] must have one shape`);
+      }
+      return [{ shape: x.shape, dtype: x.dtype }];
+    },
+    tolerance: 'transcendental',
+    backwardOf: 'silu',
+    cases: [
+      { name: 'regular', shapes: [[4, 33], [4, 33]] },
+      { name: 'odd', shapes: [[5, 7, 11, 13], [5, 7, 11, 13]] },
+      { name: 'wide', shapes: [[3, 5], [3, 5]], domains: [{ kind: 'uniform', lo: -30, hi: 30 }] },
+      { name: 'empty', shapes: [[0, 3], [0, 3]] },
+    ],
+  },
   ...BINARY_OPS.map(binaryRow),
   {
     name: 'where',

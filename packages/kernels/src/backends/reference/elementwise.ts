@@ -96,6 +96,14 @@ for (const [op, f] of Object.entries(BINARY_FN)) {
   });
 }
 
+registerKernel<ReferenceBackend>('silu_grad', R, (_b, [x, dy], [dx]) => {
+  const xv = view(x), gv = view(dy), out = view(dx);
+  for (let i = 0; i < out.length; i++) {
+    const s = 1 / (1 + Math.exp(-xv[i]));
+    out[i] = gv[i] * s * (1 + xv[i] * (1 - s));
+  }
+});
+
 registerKernel<ReferenceBackend>('where', R, (_b, [c, a, b], [y]) => {
   const cv = view(c), av = view(a), bv = view(b), yv = view(y);
   forEachBroadcast(y.shape, [c.shape, a.shape, b.shape], (o, [i, j, k]) => {

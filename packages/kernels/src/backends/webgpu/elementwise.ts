@@ -196,6 +196,9 @@ for (const [op, expr] of Object.entries(BINARY_WGSL)) {
   registerKernel<WebGpuBackend>(op, W, (be, [a, b], [y]) => broadcastMap(be, op, expr, [a, b], y));
 }
 registerKernel<WebGpuBackend>('where', W, (be, [c, a, b], [y]) => broadcastMap(be, 'where', 'select(c, b, a != 0.0)', [c, a, b], y));
+// a = x, b = dy; s = sigmoid(x) written out twice (the compiler shares it).
+registerKernel<WebGpuBackend>('silu_grad', W, (be, [x, dy], [dx]) =>
+  broadcastMap(be, 'silu_grad', 'b * (1.0 / (1.0 + exp(-a))) * (1.0 + a * (1.0 - 1.0 / (1.0 + exp(-a))))', [x, dy], dx));
 
 const fillProgram = memo((t: string): Program => ({
   name: 'fill',

@@ -111,12 +111,35 @@ export function unary(op: i32, x: usize, y: usize, begin: i32, end: i32, p0: f64
   }
 }
 
+@inline function sigmoidv(v: v128): v128 {
+  const one = f32x4.splat(1);
+  return f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v))));
+}
+
 /** exp, sigmoid = 1/(1+e^-x) and silu = x*sigmoid(x) of four lanes. */
 @inline function expFamily(op: i32, v: v128): v128 {
   if (op == EXP) return expv(v);
-  const one = f32x4.splat(1);
-  const s = f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v))));
+  const s = sigmoidv(v);
   return op == SIGMOID ? s : f32x4.mul(v, s);
+}
+
+/** silu's backward of four lanes: dy*s*(1 + x*(1-s)), s = sigmoid(x). */
+@inline function siluGradv(x: v128, dy: v128): v128 {
+  const one = f32x4.splat(1), s = sigmoidv(x);
+  return f32x4.mul(dy, f32x4.mul(s, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, s)))));
+}
+
+/** dx[i] = silu'(x[i]) * dy[i] for i in [begin, end); the tail through the same lanes. */
+export function siluGrad(x: usize, dy: usize, dx: usize, begin: i32, end: i32): void {
+  let i = begin;
+  for (; i + 4 <= end; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(dx + o, siluGradv(v128.load(x + o), v128.load(dy + o)));
+  }
+  for (; i < end; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dx + o, f32x4.extract_lane(siluGradv(f32x4.splat(load<f32>(x + o)), f32x4.splat(load<f32>(dy + o))), 0));
+  }
 }
 
 @inline function binaryScalar(op: i32, a: f32, b: f32): f32 {

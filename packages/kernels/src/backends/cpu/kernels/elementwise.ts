@@ -30,6 +30,11 @@ UNARY_CODES.forEach((op, code) => {
   });
 });
 
+registerKernel<CpuBackend>('silu_grad', C, (b, [x, dy], [dx]) => {
+  const xp = b.addr(x), gp = b.addr(dy), dp = b.addr(dx);
+  b.pool.run('siluGrad', b.split(sizeOf(dx.shape), PARALLEL_GRAIN).map(([s, e]) => [xp, gp, dp, s, e]));
+});
+
 /** Calls fn(offsets, dims) for each block of the last `inner` collapsed dims. */
 function forEachBlock(outShape: readonly number[], ins: readonly (readonly number[])[], inner: number,
   fn: (offsets: number[], outOffset: number, dims: number[], strides: number[][]) => void): void {
