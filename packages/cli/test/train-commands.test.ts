@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FASHION_MNIST_DIR, encodePng } from '@ibq/data';
-import type { Backend } from '@ibq/kernels';
-import { testBackends } from '@ibq/kernels/harness';
+import { testF16Backend } from '@ibq/kernels/harness';
 import { main } from '../src/main.js';
 import { memoryIo } from '../src/io.js';
 
@@ -75,10 +74,9 @@ describe('ibq train', () => {
     const onRef = await run(...base, '--out', join(dir, 'mixed-ref'), '--device', 'reference');
     expect(onRef.code, onRef.err).toBe(0);
     expect(onRef.err).toMatch(/the config asks for precision 16-mixed, but backend 'reference' has no f16 .*: training in 32/);
-    const gpu = (await testBackends(['webgpu'], { f16: true })).backends[0] as (Backend & { hasF16?: boolean }) | undefined;
-    const hasF16 = gpu?.hasF16 === true;
-    gpu?.destroy();
-    if (!hasF16) return console.warn('[train-commands] no webgpu with shader-f16: the 16-mixed run is skipped');
+    const gpu = await testF16Backend();
+    gpu.destroy();
+    if (!gpu.backend) return; // the harness has said why
     const out = join(dir, 'mixed-gpu');
     const onGpu = await run(...base, '--out', out, '--device', 'webgpu');
     expect(onGpu.code).toBe(0);

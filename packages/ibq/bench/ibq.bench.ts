@@ -8,7 +8,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type Backend, type BackendName, createBackend, observeKernels, runOp } from '@ibq/kernels';
+import { type Backend, type BackendName, createBackend, observeKernels, runOp, supportsF16 } from '@ibq/kernels';
 import { dispose, nn, noGrad, setBackend, tensor } from '@ibq/tensor';
 import { IBQTokenizer, IBQTrainer, type Precision, parseConfig } from '../src/index.js';
 
@@ -180,7 +180,7 @@ for (const name of backends) {
   }
   const f32 = await trainS(b);
   withPeer(f32, 'train_s');
-  if (b.supports('cast', ['f16'], { dtype: 'f32' }) === true) {
+  if (supportsF16(b) === true) {
     // The same step in 16-mixed; its peer is our own f32 step on the same device.
     const mixed = await trainS(b, '16-mixed');
     emit({ ...mixed, vs: 'the f32 step above', ratio: +((f32.ms as number) / (mixed.ms as number)).toFixed(3) });

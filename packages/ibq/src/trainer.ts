@@ -7,7 +7,7 @@ import {
   Adam, EMA, Generator, GradScaler, type HostTensor, type Tensor, abs, add, assign, autocast, backward, concat, dispose, keep,
   lrAfterDrops, mean, nn, noGrad, readSafetensors, scale, setBackend, slice, sub, tensor, tidy, toFloat32, writeSafetensors,
 } from '@ibq/tensor';
-import type { Backend } from '@ibq/kernels';
+import { type Backend, supportsF16 } from '@ibq/kernels';
 import type { IBQConfig } from './config.js';
 import { emaKey } from './checkpoint.js';
 import { NLayerDiscriminator, hingeDLoss, lecamReg, nonSaturatingGLoss } from './discriminator.js';
@@ -52,7 +52,7 @@ export function resolvePrecision(fromConfig: string | null, flag: string | undef
     if (['bf16', 'bf16-mixed'].includes(v)) return 'bf16-mixed';
     throw new Error(`${where}: unknown precision '${v}' (expected 32, 16-mixed or bf16-mixed)`);
   };
-  const f16 = backend.supports('cast', ['f16'], { dtype: 'f32' });
+  const f16 = supportsF16(backend);
   if (flag !== undefined) {
     const p = canonical(flag, '--precision');
     if (p === 'bf16-mixed') throw new Error('--precision bf16-mixed: no backend here has bfloat16; use 16-mixed (f16 with loss scaling) or 32');
@@ -139,7 +139,7 @@ export class IBQTrainer {
     this.perceptual = o.perceptual ?? null;
     this.precision = o.precision ?? '32';
     if (this.precision === '16-mixed') {
-      const ok = o.backend.supports('cast', ['f16'], { dtype: 'f32' });
+      const ok = supportsF16(o.backend);
       if (ok !== true) throw new Error(`precision 16-mixed: backend '${o.backend.name}' cannot: ${ok}`);
     }
     this.scaler = this.precision === '16-mixed' ? new GradScaler() : null;

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Backend, ReferenceBackend } from '@ibq/kernels';
-import { F16_TOLERANCES, testBackends } from '@ibq/kernels/harness';
+import { ReferenceBackend } from '@ibq/kernels';
+import { F16_TOLERANCES, testF16Backend } from '@ibq/kernels/harness';
 import { type Tensor, tensor } from '@ibq/tensor';
 import { syntheticBatch } from './synthetic.js';
 import { IBQTrainer, type Precision, loadConfig, resolvePrecision } from '../src/index.js';
@@ -14,10 +14,8 @@ import { IBQTrainer, type Precision, loadConfig, resolvePrecision } from '../src
 const config = loadConfig(fileURLToPath(new URL('../configs/tiny_test.yaml', import.meta.url)));
 const R = config.ddconfig.resolution;
 
-const { backends, destroyAll } = await testBackends(['webgpu'], { f16: true });
-afterAll(() => destroyAll());
-const gpu = backends.find((b) => (b as Backend & { hasF16?: boolean }).hasF16);
-if (!gpu) console.warn('[trainer-amp.test] no webgpu backend with shader-f16: the 16-mixed training tests are skipped');
+const { backend: gpu, reason, destroy } = await testF16Backend();
+afterAll(() => destroy());
 
 const batch = (i: number) => syntheticBatch(i, 2, R);
 
@@ -25,7 +23,7 @@ async function params(t: IBQTrainer): Promise<number[][]> {
   return Promise.all(t.model.parameters().map(async (p: Tensor) => Array.from(await p.data())));
 }
 
-describe.skipIf(!gpu)('16-mixed training on webgpu', () => {
+describe.skipIf(!gpu)(`16-mixed training on webgpu${reason ? `: skipped, ${reason}` : ''}`, () => {
   const mk = (precision: Precision) => new IBQTrainer({ config, backend: gpu!, seed: 3, precision });
   const steps = 8; // disc_start is 2: both optimizers step in most of them
 

@@ -4,18 +4,10 @@
 // gradients and must give gradients in the input's dtype. See harness/parity.ts.
 import { afterAll, describe, expect, it } from 'vitest';
 import { allOps, getOp, type OpCase, type OpDef } from '../src/index.js';
-import { caseInputs, checkCase, checkGradParity, requestedBackends, testBackends } from '../src/harness/index.js';
-import type { WebGpuBackend } from '../src/backends/webgpu/index.js';
+import { caseInputs, checkCase, checkGradParity, testF16Backend } from '../src/harness/index.js';
 
-const { backends, destroyAll } = requestedBackends().includes('webgpu')
-  ? await testBackends(['webgpu'], { f16: true })
-  : { backends: [], destroyAll: () => {} };
-afterAll(() => destroyAll());
-
-const be = backends[0] as WebGpuBackend | undefined;
-const skipReason = !be
-  ? 'the webgpu backend is absent (see the warning above) or left out by IBQ_BACKENDS'
-  : !be.hasF16 ? 'the adapter has no shader-f16 feature' : null;
+const { backend: be, reason: skipReason, destroy } = await testF16Backend();
+afterAll(() => destroy());
 
 /** Optimizer updates always run on f32 master weights (autocast never hands them f16). */
 const F32_MASTER = new Set(['adam_update', 'ema_update']);
@@ -65,7 +57,6 @@ const supported = (def: OpDef) => {
 };
 
 if (skipReason) {
-  console.warn(`[parity-f16] skipping: ${skipReason}`);
   describe('f16 parity on webgpu', () => {
     it.skip(`skipped: ${skipReason}`, () => {});
   });

@@ -229,10 +229,6 @@ export function autocast<T>(dtype: 'f16' | null, fn: () => T): T {
   }
 }
 
-export function autocastDtypeNow(): DType | null {
-  return autocastDtype;
-}
-
 /** The inputs of op `name` cast as the autocast policy wants (the same array when nothing changes). */
 function autocastInputs(name: string, inputs: readonly Tensor[], low: DType): { inputs: readonly Tensor[]; casts: Tensor[] } {
   const floats = inputs.filter((t) => isFloat(t.dtype));

@@ -183,14 +183,14 @@ export class GradScaler {
         const g = keep(scale(p.grad!, 1 / this.scale));
         p.grad!.dispose();
         p.grad = g;
-        // x*0 is 0 for finite x and NaN for inf or NaN, so the sum is 0 exactly when all are finite.
-        const bad = tidy(() => sum(scale(g, 0)));
+        // One inf or NaN makes the sum inf or NaN; finite unscaled gradients cannot sum past 3e38.
+        const s = sum(g);
         if (acc) {
-          const next: Tensor = add(acc, bad);
+          const next: Tensor = add(acc, s);
           acc.dispose();
-          bad.dispose();
+          s.dispose();
           acc = next;
-        } else acc = bad;
+        } else acc = s;
       }
       return acc!;
     });

@@ -2,15 +2,13 @@
 // the loss scaler's rules on reference.
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Backend, ReferenceBackend } from '@ibq/kernels';
-import { F16_TOLERANCES, compare, testBackends } from '@ibq/kernels/harness';
+import { F16_TOLERANCES, compare, testF16Backend } from '@ibq/kernels/harness';
 import {
   Adam, Generator, GradScaler, type Tensor, add, autocast, backward, cast, matmul, mean, nn, setBackend, square, sub, sum, tensor, tidy,
 } from '../src/index.js';
 
-const { backends, destroyAll } = await testBackends(['webgpu'], { f16: true });
-afterAll(() => destroyAll());
-const gpu = backends.find((b) => (b as Backend & { hasF16?: boolean }).hasF16);
-if (!gpu) console.warn('[amp.test] no webgpu backend with shader-f16: the f16 tests are skipped');
+const { backend: gpu, reason, destroy } = await testF16Backend();
+afterAll(() => destroy());
 
 class Net extends nn.Module {
   readonly conv: nn.Conv2d;
@@ -40,7 +38,7 @@ function lossOf(net: Net, xs: Tensor, ys: Tensor): Tensor {
   return tidy(() => mean(square(sub(net.forward(xs), ys))));
 }
 
-describe.skipIf(!gpu)('autocast on webgpu (f16)', () => {
+describe.skipIf(!gpu)(`autocast on webgpu (f16)${reason ? `: skipped, ${reason}` : ''}`, () => {
   it('runs GEMM ops in f16, sensitive ops in f32, and mixes by promotion', async () => {
     setBackend(gpu!);
     const base = gpu!.memory();

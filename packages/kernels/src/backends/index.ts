@@ -16,6 +16,11 @@ export interface BackendOptions {
   f16?: boolean;
 }
 
+/** Whether a backend can hold f16 tensors (what mixed precision needs), or why not. */
+export function supportsF16(backend: Backend): true | string {
+  return backend.supports('cast', ['f16'], { dtype: 'f32' });
+}
+
 type Factory = (options: BackendOptions) => Promise<Backend>;
 
 const factories: Record<BackendName, Factory> = {

@@ -4,7 +4,7 @@
 // IBQ_BACKENDS=reference,cpu restricts the set.
 
 import type { Backend } from '../types.js';
-import { BACKEND_NAMES, type BackendName, type BackendOptions, probeBackends } from '../backends/index.js';
+import { BACKEND_NAMES, type BackendName, type BackendOptions, probeBackends, supportsF16 } from '../backends/index.js';
 
 export interface TestBackends {
   backends: Backend[];
@@ -34,4 +34,23 @@ export async function testBackends(names: BackendName[] = requestedBackends(), o
   }
   const backends = probes.filter((p) => p.backend).map((p) => p.backend!);
   return { backends, skipped, destroyAll: () => backends.forEach((b) => b.destroy()) };
+}
+
+export interface F16TestBackend {
+  /** webgpu with shader-f16, or null when this run has none. */
+  backend: Backend | null;
+  /** Why there is none (for the skipped tests' names). */
+  reason: string | null;
+  destroy(): void;
+}
+
+/** The backend the mixed-precision tests run on: webgpu with f16, where IBQ_BACKENDS allows it and the adapter has it. */
+export async function testF16Backend(): Promise<F16TestBackend> {
+  if (!requestedBackends().includes('webgpu')) return { backend: null, reason: 'IBQ_BACKENDS leaves webgpu out', destroy: () => {} };
+  const { backends, skipped, destroyAll } = await testBackends(['webgpu'], { f16: true });
+  const backend = backends[0] ?? null;
+  const f16 = backend ? supportsF16(backend) : null;
+  const reason = !backend ? `no webgpu backend: ${skipped[0]?.reason}` : f16 !== true ? `webgpu without f16: ${f16}` : null;
+  if (reason) console.warn(`[harness] the f16 tests are skipped: ${reason}`);
+  return { backend: reason ? null : backend, reason, destroy: destroyAll };
 }
