@@ -135,11 +135,11 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
       const secs = (Date.now() - t0) / 1000;
       const rate = (done - startStep) / Math.max(secs, 1e-9);
       const scalars: Record<string, number> = {
-        total_loss: log.total_loss, reconstruct_loss: log.reconstruct_loss, perceptual_loss: log.perceptual_loss,
+        total_loss: log.total_loss, reconstruct_loss: log.reconstruct_loss, perceptual_loss: log.perceptual_loss, nll_loss: log.nll_loss,
         codebook_quant_loss: log.codebook_quant_loss, codebook_entropy_loss: log.codebook_entropy_loss,
         codebook_sample_entropy_loss: log.codebook_sample_entropy_loss, codebook_avg_entropy_loss: log.codebook_avg_entropy_loss,
         g_loss: log.g_loss, disc_loss: log.disc_loss, logits_real: log.logits_real, logits_fake: log.logits_fake,
-        lecam_loss: log.lecam_loss, lr: log.lr, codebook_usage: usage.usage(),
+        lecam_loss: log.lecam_loss, disc_factor: log.disc_factor, lr: log.lr, codebook_usage: usage.usage(),
         ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
       if (done % o.logEvery === 0 || done === o.steps) {

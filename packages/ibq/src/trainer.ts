@@ -75,6 +75,8 @@ export interface StepLog {
   total_loss: number;
   reconstruct_loss: number;
   perceptual_loss: number;
+  /** reconstruct_loss + perceptual_weight x perceptual_loss. */
+  nll_loss: number;
   g_loss: number;
   codebook_quant_loss: number;
   codebook_sample_entropy_loss: number;
@@ -84,6 +86,8 @@ export interface StepLog {
   logits_real: number;
   logits_fake: number;
   lecam_loss: number;
+  /** 0 before disc_start, 1 after: the weight of the GAN terms. */
+  disc_factor: number;
   lr: number;
   /** The loss scale this step ran with (1 in f32). */
   loss_scale: number;
@@ -102,7 +106,7 @@ export class NonFiniteLossError extends Error {
 
 const LOG_NAMES = [
   'total_loss', 'reconstruct_loss', 'perceptual_loss', 'g_loss', 'codebook_quant_loss', 'codebook_sample_entropy_loss',
-  'codebook_avg_entropy_loss', 'codebook_entropy_loss',
+  'codebook_avg_entropy_loss', 'codebook_entropy_loss', 'nll_loss',
 ] as const;
 
 export class IBQTrainer {
@@ -286,7 +290,7 @@ export class IBQTrainer {
         if (this.config.use_entropy_loss) total = add(total, scale(ent, lc.entropy_loss_weight));
         if (g && discFactor > 0) total = add(total, scale(g, lc.gen_loss_weight * discFactor));
         const zero = tensor([0], [1]);
-        const log = concat([total, rec, p ?? zero, g ?? zero, q, se, ae, ent].map((t) => t.reshape([1])));
+        const log = concat([total, rec, p ?? zero, g ?? zero, q, se, ae, ent, nll].map((t) => t.reshape([1])));
         return { loss: scale(total, 1 / k), log };
       }));
       gLosses.push(out.loss);
@@ -318,6 +322,7 @@ export class IBQTrainer {
       logits_real: dScalars[1],
       logits_fake: dScalars[2],
       lecam_loss: dScalars[3],
+      disc_factor: discFactor,
       lr,
       loss_scale: lossScale,
       overflowed,

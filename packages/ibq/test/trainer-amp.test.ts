@@ -81,6 +81,7 @@ describe.skipIf(!gpu)(`16-mixed training on webgpu${reason ? `: skipped, ${reaso
       expect(log.overflowed).toEqual([]);
       expect(log.loss_scale).toBe(1024);
       expect([log.total_loss, log.disc_loss, log.g_loss].every(Number.isFinite)).toBe(true);
+      expect(log.disc_factor).toBe(s >= config.lossconfig.disc_start ? 1 : 0);
       if (s >= config.lossconfig.disc_start) expect(log.disc_loss).toBeGreaterThan(0);
     }
     // As Lightning's precision plugin: the discriminator's step (a clean no-op before disc_start) and the generator's each update it.

@@ -54,7 +54,12 @@ describe('tokenizer trainer on reference', () => {
     const t = new IBQTrainer({ config, backend: new ReferenceBackend(), seed: 2 }); // disc_start 10
     const state = async () => new Map(await Promise.all([...t.disc!.stateDict()].map(async ([n, v]) => [n, Array.from(await v.data())] as const)));
     const before = await state();
-    await run(t, 0, 2);
+    const x = tensor(batch(0), [2, 3, R, R]);
+    const log = await t.trainStep([x]);
+    x.dispose();
+    expect(log.disc_factor).toBe(0);
+    expect(log.nll_loss).toBe(log.reconstruct_loss); // no perceptual term here
+    await run(t, 1, 2);
     const after = await state();
     for (const [n] of t.disc!.namedParameters()) expect(after.get(n), n).toEqual(before.get(n));
     const stats = [...after.keys()].filter((n) => n.endsWith('running_mean') || n.endsWith('running_var'));
