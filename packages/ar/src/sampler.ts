@@ -23,6 +23,8 @@ export interface SamplerOptions {
   /** 1: off. */
   topP: number;
   seed: number;
+  /** Generate only the first N tokens of each grid (default: all block_size). */
+  tokens?: number;
 }
 
 /** The guidance scale used for token n of L. */
@@ -66,14 +68,15 @@ export interface SampleBatch {
 }
 
 /**
- * Generates block_size tokens for each image of the batch: [N, block_size] in raster order.
+ * Generates block_size tokens (or `tokens`) for each image of the batch: [N, L] in raster order.
  * Everything stays on the model's device: guidance, filtering and the draw are ops, the drawn
  * tokens feed the next step as a device tensor, and the token grid is read back once at the end
  * (the uniforms go the other way, written per step). `onToken(n)` is told after each token.
  */
 export async function sampleTokens(gpt: GPT, batch: SampleBatch, o: SamplerOptions, onToken?: (n: number) => void): Promise<Int32Array> {
   const N = batch.classes.length;
-  const L = gpt.config.block_size, V = gpt.config.vocab_size;
+  const L = o.tokens ?? gpt.config.block_size, V = gpt.config.vocab_size;
+  if (!(Number.isInteger(L) && L >= 1 && L <= gpt.config.block_size)) throw new Error(`sampleTokens: tokens ${L} outside [1, ${gpt.config.block_size}]`);
   const cfg = o.cfgScale > 1;
   const rows = cfg ? 2 * N : N;
   checkFits(gpt.config, gpt.tok_emb.weight.backend, rows);
@@ -90,7 +93,7 @@ export async function sampleTokens(gpt: GPT, batch: SampleBatch, o: SamplerOptio
   try {
     for (let n = 0; n < L; n++) {
       const u = Float32Array.from({ length: N }, (_, r) => drawUniform(o.seed, batch.classes[r], batch.indices[r], n));
-      const s = cfg ? cfgScaleAt(o, n, L) : 1;
+      const s = cfg ? cfgScaleAt(o, n, gpt.config.block_size) : 1;
       const lg: Tensor = logits;
       const { column, next } = noGrad(() => tidy(() => {
         // u + (c - u) * s, as the reference (constant scale: the same ops every step).
