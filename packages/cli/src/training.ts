@@ -2,7 +2,7 @@
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
 // when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
 
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
@@ -100,19 +100,28 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   const tb = new TensorBoardWriter(o.out);
   const usage = new UsageWindow(o.config.n_embed);
   const { stop } = o;
-  // The step of the checkpoint on disk, for a forced exit's message (a save under way is not it yet).
-  let savedStep: number | undefined = o.resume ? trainer.step : undefined;
+  // Which step the checkpoint on disk holds, for a forced exit's message. A save under way
+  // replaces the file (a new inode) only at its final rename.
+  const inode = () => (existsSync(checkpoint) ? statSync(checkpoint).ino : -1);
+  let saved = o.resume ? { step: trainer.step, inode: inode() } : undefined;
+  let saving: number | undefined;
+  const stepOnDisk = () => (saving !== undefined && inode() !== (saved?.inode ?? -1) ? saving : saved?.step);
   stop.stopping = 'finishing this step, then writing a checkpoint';
-  stop.onForcedExit = () => (savedStep === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${savedStep}`);
+  stop.onForcedExit = () => {
+    const step = stepOnDisk();
+    return step === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${step} (continue with --resume)`;
+  };
+  stop.discardPartialWritesIn(o.out);
 
   const t0 = Date.now();
   const startStep = trainer.step;
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
   const save = async () => {
-    const step = trainer.step;
+    saving = trainer.step;
     await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
-    savedStep = step;
+    saved = { step: saving, inode: inode() };
+    saving = undefined;
   };
   try {
     const micro: Float32Array[] = [];
