@@ -65,7 +65,8 @@ export class StopController {
 
   /** 'stopped by SIGINT (Ctrl-C)' or 'stopped by SIGTERM', for the command's closing message. */
   get reason(): string {
-    return this.signal === 'SIGINT' ? 'stopped by SIGINT (Ctrl-C)' : `stopped by ${this.signal ?? 'nothing'}`;
+    if (!this.signal) return 'not stopped';
+    return this.signal === 'SIGINT' ? 'stopped by SIGINT (Ctrl-C)' : `stopped by ${this.signal}`;
   }
 
   /**
@@ -129,8 +130,9 @@ export class StopController {
 }
 
 /**
- * writeFileAtomic's temporary files are `.<name>.<pid>.<12 hex>.tmp` beside the target
- * (@ibq/tensor's io/atomic.ts); only this process's are touched.
+ * The project's atomic writer (writeFileAtomic) names its temporary file
+ * `.<name>.<pid>.<12 hex>.tmp` beside the target; only this process's are touched.
+ * signals.test.ts fails if that naming changes (a forced exit would then leave one behind).
  */
 function partialWriteTarget(file: string): string | undefined {
   const m = /^\.(.+)\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(file);
