@@ -120,12 +120,12 @@ export class StopController {
   private receive(signal: StopSignal): void {
     if (this.signal) {
       const notes = [this.onForcedExit?.(), ...this.removePartialWrites()].filter(Boolean);
-      this.io.err(`\n${signal} again: quitting at once${notes.map((n) => `; ${n}`).join('')}`);
+      this.io.err(`${signal} again: quitting at once${notes.map((n) => `; ${n}`).join('')}`);
       process.exit(signalExitCode(signal));
     }
     this.signal = signal;
     const again = signal === 'SIGINT' ? 'Ctrl-C again' : 'SIGTERM again';
-    this.io.err(`\n${signal}: ${this.stopping} (${again} to quit at once)`);
+    this.io.err(`${signal}: ${this.stopping} (${again} to quit at once)`);
   }
 }
 
