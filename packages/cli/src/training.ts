@@ -2,7 +2,8 @@
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
 // on Ctrl-C, and --resume from the folder's checkpoint.
 
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
@@ -89,7 +90,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
     position = (state.loader as LoaderPosition | undefined) ?? {};
     io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
   } else {
-    writeFileSync(join(o.out, 'config.yaml'), o.configText);
+    writeFileAtomicSync(join(o.out, 'config.yaml'), o.configText);
   }
 
   const metricsFile = join(o.out, 'metrics.jsonl');

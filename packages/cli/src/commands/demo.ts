@@ -2,7 +2,7 @@
 // on the best device found, reconstructs the 10k test images and reports PSNR, SSIM and
 // codebook usage, with the checkpoint, a grid and a report in runs/demo.
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
 import { floatToImage, openMnist, tileImages, writePng } from '@ibq/data';
 import { DEMO_CONFIG_YAML, demoConfig } from '@ibq/ibq';
@@ -51,7 +51,7 @@ events, reconstructions.png and report.json into the output folder.
       const subset = testCount < test.length ? { length: testCount, get: (i: number) => test.get(i) } : test;
       const report = await evaluateReconstruction(model, subset, { batchSize: 50, resolution: R, nEmbed: config.n_embed }, io);
       await writeGrid(model, subset, join(out, 'reconstructions.png'), R);
-      writeFileSync(join(out, 'report.json'), `${JSON.stringify({ device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report }, null, 2)}\n`);
+      writeFileAtomicSync(join(out, 'report.json'), `${JSON.stringify({ device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report }, null, 2)}\n`);
       io.out(`test set (${report.images} images, ${report.seconds.toFixed(0)} s): PSNR ${report.psnr.toFixed(2)} dB  SSIM ${report.ssim.toFixed(4)}  codebook usage ${(100 * report.codebookUsage).toFixed(1)}% (${report.codesUsed}/${config.n_embed})`);
       io.out(`wrote ${join(out, 'reconstructions.png')} and ${join(out, 'report.json')}`);
       run.trainer.dispose();

@@ -1,7 +1,8 @@
 // `ibq reconstruct --config C --ckpt W IMAGES... --out DIR`: images through the tokenizer and
 // back, with a side-by-side grid and per-image PSNR / SSIM as the reference evaluates them.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { basename, extname, join } from 'node:path';
 import { floatToImage, readImageForModel, tileImages, writePng } from '@ibq/data';
 import { ReconstructionMetricsAccumulator, reconstructionMetrics } from '@ibq/eval';
@@ -54,7 +55,7 @@ ${TOKENIZER_USAGE}`,
       });
       await writePng(join(dir, 'grid.png'), tileImages(tiles, { columns: 2 }));
       const summary = acc.result();
-      writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify({ images: rows, mean: summary }, null, 2)}\n`);
+      writeFileAtomicSync(join(dir, 'metrics.json'), `${JSON.stringify({ images: rows, mean: summary }, null, 2)}\n`);
       const w = Math.max(5, ...rows.map((r) => r.image.length));
       io.out(`${'image'.padEnd(w)}  PSNR (dB)  SSIM`);
       for (const r of rows) io.out(`${r.image.padEnd(w)}  ${r.psnr.toFixed(3).padStart(9)}  ${r.ssim.toFixed(4)}`);
