@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError } from './errors.js';
-import { writeFileAtomic } from '@ibq/formats';
+import { writeFileAtomic } from './fsutil.js';
 import {
   applyTransform, decodeWithSharp, fromFloat, toFloat, type PixelImage, type TransformSpec,
 } from './pixels.js';
@@ -82,7 +82,7 @@ export async function encodeJpeg(img: PixelImage, options: { quality?: number; c
 
 /** Encodes and writes a PNG (folders created, written atomically). */
 export async function writePng(path: string, img: PixelImage): Promise<void> {
-  await writeFileAtomic(path, await encodePng(img), { mkdir: true });
+  await writeFileAtomic(path, await encodePng(img));
 }
 
 /** uint8 HWC -> float32 x/127.5 - 1 in CHW (default) or HWC. */

@@ -1,8 +1,9 @@
 // @ibq/data: image I/O, the reference's transforms, datasets, the batch loader. The .npy/.npz
-// and atomic-write names below are re-exported from @ibq/formats, their one home.
+// names are re-exported from @ibq/formats, their one home; writeFileAtomic is formats' atomic
+// writer with this package's default (missing folders are created).
 
 export { DataFormatError, ImageDecodeError } from './errors.js';
-export { writeFileAtomic } from '@ibq/formats';
+export { writeFileAtomic } from './fsutil.js';
 export {
   decodeImage, encodeJpeg, encodePng, floatToImage, imageToFloat, readImage, readImageForModel, readImageSize, tileImages,
   writePng, type ModelInput, type PixelImage, type RgbImage,
