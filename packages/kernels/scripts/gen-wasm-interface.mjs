@@ -6,15 +6,18 @@
 // changed argument list or a dropped code is a type error in the build's tsc step, and a
 // reordered code cannot disagree with the host at all.
 //
-// usage: node scripts/gen-wasm-interface.mjs [--check]   (--check: fail if the file is stale)
+// usage: node scripts/gen-wasm-interface.mjs [--check] [--asm DIR] [--out FILE]
+//   --check: fail (exit 1) if the file is not what the sources give
 
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const asmDir = join(root, 'src/backends/cpu/assembly');
-const outFile = join(root, 'src/backends/cpu/wasm-interface.ts');
+// --asm DIR / --out FILE: another source folder or output (tests run it on a changed copy).
+const argAfter = (flag) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : undefined);
+const asmDir = argAfter('--asm') ?? join(root, 'src/backends/cpu/assembly');
+const outFile = argAfter('--out') ?? join(root, 'src/backends/cpu/wasm-interface.ts');
 
 /** AssemblyScript value types the exports use, as the JS values the host passes or gets back. */
 const PARAM_TYPES = { i32: 'number', u32: 'number', usize: 'number', f32: 'number', f64: 'number', bool: 'number | boolean' };
