@@ -10,6 +10,7 @@ import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { reconstructCommand } from './commands/reconstruct.js';
+import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train.js';
 import { type Io, processIo } from './io.js';
 
@@ -18,6 +19,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
+  tokenizeCommand,
 ];
 
 export function usage(): string {
