@@ -2,3 +2,4 @@
 // configs and presets, and the sampler.
 export * from './config.js';
 export * from './model.js';
+export * from './trainer.js';
