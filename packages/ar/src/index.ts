@@ -2,4 +2,5 @@
 // configs and presets, and the sampler.
 export * from './config.js';
 export * from './model.js';
+export * from './sampler.js';
 export * from './trainer.js';

@@ -1,6 +1,6 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
-// on Ctrl-C, and --resume from the folder's checkpoint.
+// when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
 
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, ty
 import type { Backend } from '@ibq/kernels';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import type { StopController } from './stop.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Codebook usage over the last `window` steps. */
@@ -54,12 +55,15 @@ export interface RunOptions {
   perceptual: PerceptualLoss | null;
   gan: boolean;
   precision?: Precision;
+  /** Checked after each step: a signal ends the run with a checkpoint. */
+  stop: StopController;
 }
 
 export interface RunResult {
   trainer: IBQTrainer;
   stepsThisSession: number;
   seconds: number;
+  /** Stopped by a signal (o.stop says which) rather than by `steps` or the time budget. */
   interrupted: boolean;
   lastLog: StepLog | null;
   checkpoint: string;
@@ -67,7 +71,7 @@ export interface RunResult {
 
 const fmt = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
 
-/** Trains until `steps`, the time budget or Ctrl-C; the trainer stays alive for evaluation. */
+/** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   mkdirSync(join(o.out, 'images'), { recursive: true });
   const checkpoint = join(o.out, 'checkpoint.safetensors');
@@ -95,20 +99,20 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   const metricsFile = join(o.out, 'metrics.jsonl');
   const tb = new TensorBoardWriter(o.out);
   const usage = new UsageWindow(o.config.n_embed);
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130); // a second Ctrl-C: leave now (the last checkpoint is intact)
-    stop = true;
-    io.err('\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
-  };
-  process.on('SIGINT', onSigint);
+  const { stop } = o;
+  // The step of the checkpoint on disk, for a forced exit's message (a save under way is not it yet).
+  let savedStep: number | undefined = o.resume ? trainer.step : undefined;
+  stop.stopping = 'finishing this step, then writing a checkpoint';
+  stop.onForcedExit = () => (savedStep === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${savedStep}`);
 
   const t0 = Date.now();
   const startStep = trainer.step;
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
   const save = async () => {
+    const step = trainer.step;
     await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
+    savedStep = step;
   };
   try {
     const micro: Float32Array[] = [];
@@ -152,20 +156,21 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
       if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      if (done >= o.steps || stop || (o.seconds !== undefined && secs >= o.seconds)) break;
+      if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
+      await stop.boundary();
+      if (stop.requested) break;
     }
   } catch (e) {
     io.status('');
     if (e instanceof NonFiniteLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    process.off('SIGINT', onSigint);
     tb.close();
     await loader.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop, lastLog, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop.requested, lastLog, checkpoint };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */
