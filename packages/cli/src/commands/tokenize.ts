@@ -14,7 +14,7 @@ import {
 import { latentSize } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
-import { watchStop } from '../interrupt.js';
+import { watchStopSignals } from '../stop.js';
 import { existingFile, loadTokenizer, positiveInt, requiredString, TOKENIZER_OPTIONS } from '../tokenizer.js';
 
 /** Shards stay under this size. */
@@ -126,7 +126,7 @@ finished shards; a corrupt image is skipped and reported, never fatal.
     const ckptPath = requiredString(values, 'ckpt');
     const { dataset, source, split: dsSplit } = await openImageSource(values, split);
     const { model, config, backend } = await loadTokenizer(values, io);
-    const stop = watchStop(io, 'finishing this batch; the unfinished shard is not written');
+    const stop = watchStopSignals(io, 'finishing this batch; the unfinished shard is not written, finished ones are kept');
     try {
       const R = config.ddconfig.resolution;
       const g = latentSize(config);
@@ -212,9 +212,10 @@ finished shards; a corrupt image is skipped and reported, never fatal.
       io.out(`${stop.requested ? 'interrupted: ' : ''}wrote ${written} shards in ${secs.toFixed(0)} s; ${finished}/${index.shards} finished in ${out}: `
         + `${rows} images x ${views} view(s), ${corrupt} corrupt image(s) skipped`);
       if (finished < index.shards && !stop.requested) io.out(`the other shards belong to other --shard parts; run them to finish the folder`);
-      return stop.requested ? stop.exitCode : EXIT_OK;
+      if (stop.requested) io.err(`${stop.reason}: finished shards are kept; run the same command again to continue`);
+      return stop.requested ? stop.exitCode() : EXIT_OK;
     } finally {
-      stop.close();
+      stop.dispose();
       model.dispose();
       backend.destroy();
     }
