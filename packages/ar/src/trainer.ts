@@ -148,12 +148,13 @@ export class ArTrainer {
     return Math.floor(this.step / this.stepsPerEpoch);
   }
 
+  /** The LR of step `it` (held at its last value past the schedule's end). */
   lrAt(it: number): number {
-    return lrAt(this.recipe, it, this.stepsPerEpoch, this.totalSteps);
+    return lrAt(this.recipe, Math.min(it, this.totalSteps - 1), this.stepsPerEpoch, this.totalSteps);
   }
 
   wdAt(it: number): number {
-    return weightDecayAt(this.recipe, it, this.totalSteps);
+    return weightDecayAt(this.recipe, Math.min(it, this.totalSteps - 1), this.totalSteps);
   }
 
   private amp<T>(fn: () => T): T {

@@ -11,6 +11,7 @@ import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { reconstructCommand } from './commands/reconstruct.js';
 import { tokenizeCommand } from './commands/tokenize.js';
+import { trainArCommand } from './commands/train-ar.js';
 import { trainCommand } from './commands/train.js';
 import { type Io, processIo } from './io.js';
 
@@ -19,7 +20,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
-  tokenizeCommand,
+  tokenizeCommand, trainArCommand,
 ];
 
 export function usage(): string {

@@ -133,6 +133,7 @@ finished shards; a corrupt image is skipped and reported, never fatal.
       const views = viewCount(kind);
       const S = kind === 'ten-crop' ? Math.floor(R * cropRange!) : R;
       const N = dataset.length;
+      if (N === 0) throw new UsageError(`--data ${String(values.data)}: no images found`);
       const shardItems = positiveInt(values, 'shard-items', Math.max(1, Math.floor(SHARD_BYTES / (views * g * g * 4))));
       const index: TokenShardIndex = {
         format: 'ibq-token-shards', version: 1,
