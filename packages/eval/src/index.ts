@@ -10,3 +10,4 @@ export {
   FRECHET_EPS, FRECHET_IMAGINARY_TOLERANCE, FrechetError, frechetDistance, frechetDistanceDetails, symmetricEigen, symmetricSqrt,
   traceSqrtProduct, type FrechetDetails,
 } from './frechet.js';
+export { accuracy, classifyImages, type ClassifiedSet, type ClassifierTraining, DemoClassifier, type ImageBatchSource, trainDemoClassifier } from './demo-classifier.js';
