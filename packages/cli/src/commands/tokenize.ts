@@ -11,10 +11,11 @@ import {
   augmentViews, BatchLoader, Cifar10Dataset, type ImageDataset, ImageFolderDataset, openMnist, readShardRecord, readTokenIndex,
   type TokenAugmentation, type TokenShardIndex, type TokenShardRecord, viewCount, writeIndexedShard, writeTokenIndex,
 } from '@ibq/data';
-import { latentSize } from '@ibq/ibq';
+import { type IBQConfig, type IBQTokenizer, latentSize } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
-import { watchStopSignals } from '../stop.js';
+import type { Io } from '../io.js';
+import { type StopController, watchStopSignals } from '../stop.js';
 import { existingFile, loadTokenizer, positiveInt, requiredString, TOKENIZER_OPTIONS } from '../tokenizer.js';
 
 /** Shards stay under this size. */
@@ -82,6 +83,134 @@ function sameIndex(a: TokenShardIndex, b: TokenShardIndex): string | null {
   return null;
 }
 
+/** A folder that holds tokens of another tokenizer, augmentation or data set. */
+export class TokenFolderMismatchError extends Error {
+  constructor(readonly folder: string, readonly why: string) {
+    super(`${folder} holds tokens of another run: ${why}`);
+    this.name = 'TokenFolderMismatchError';
+  }
+}
+
+export interface TokenizeOptions {
+  model: IBQTokenizer;
+  config: IBQConfig;
+  configPath: string;
+  configSha256: string;
+  ckptPath: string;
+  ckptSha256: string;
+  dataset: ImageDataset;
+  source: string;
+  split: string;
+  out: string;
+  kind: TokenAugmentation['kind'];
+  cropRange?: number;
+  batchSize: number;
+  /** Items per shard (default: as many as fit in 256 MiB). */
+  shardItems?: number;
+  part: number;
+  parts: number;
+  stop: StopController;
+  deviceName: string;
+}
+
+export interface TokenizeResult {
+  /** Shards written by this call; shards finished in the folder (all parts, all runs) of `shards`. */
+  written: number;
+  finished: number;
+  shards: number;
+  /** Images stored and corrupt images skipped, over the finished shards. */
+  rows: number;
+  corrupt: number;
+  views: number;
+  seconds: number;
+  interrupted: boolean;
+}
+
+/** Writes the unfinished shards of this part (index first, each shard whole); `ibq tokenize` and the demo. */
+export async function tokenizeToShards(o: TokenizeOptions, io: Io): Promise<TokenizeResult> {
+  const { model, config, dataset, source, split: dsSplit, out, kind, cropRange, batchSize, part, parts, stop } = o;
+    const R = config.ddconfig.resolution;
+    const g = latentSize(config);
+    const views = viewCount(kind);
+    const S = kind === 'ten-crop' ? Math.floor(R * cropRange!) : R;
+    const N = dataset.length;
+    const shardItems = o.shardItems ?? Math.max(1, Math.floor(SHARD_BYTES / (views * g * g * 4)));
+    const index: TokenShardIndex = {
+      format: 'ibq-token-shards', version: 1,
+      tokenizer: {
+        config: o.configPath, configSha256: o.configSha256, checkpoint: o.ckptPath, checkpointSha256: o.ckptSha256, nEmbed: config.n_embed, resolution: R,
+      },
+      grid: [g, g],
+      augmentation: { kind, ...(cropRange !== undefined ? { cropRange } : {}), views },
+      dataset: { source, split: dsSplit, items: N, ...(dataset.classes ? { classes: dataset.classes } : {}) },
+      shardItems, shards: Math.ceil(N / shardItems),
+    };
+    mkdirSync(out, { recursive: true });
+    const existing = readTokenIndex(out);
+    if (existing) {
+      const why = sameIndex(existing, index);
+      if (why) throw new TokenFolderMismatchError(out, why);
+    } else await writeTokenIndex(out, index);
+
+    const mine = Array.from({ length: index.shards }, (_, k) => k).filter((k) => k % parts === part);
+    const todo = mine.filter((k) => !readShardRecord(out, k));
+    io.err(`tokenize: ${N} images (${source}, ${dsSplit}) -> ${index.shards} shards of ${shardItems} items, ${views} view(s) of ${g}x${g} tokens `
+      + `(${kind}); ${mine.length - todo.length} of this process's ${mine.length} shards already finished; ${o.deviceName}`);
+    const t0 = Date.now();
+    let done = 0;
+    const total = todo.reduce((a, k) => a + Math.min(shardItems, N - k * shardItems), 0);
+    let written = 0;
+    for (const k of todo) {
+      const first = k * shardItems;
+      const end = Math.min(N, first + shardItems);
+      const skipped: TokenShardRecord['skipped'] = [];
+      const loader = new BatchLoader(subset(dataset, first, end - first), {
+        batchSize, shuffle: false, dropLast: false, transform: { resize: S, crop: 'center' },
+        onSkip: (s) => {
+          skipped.push({ index: first + s.index, ...(s.path ? { path: s.path } : {}), reason: s.reason });
+          io.err(`skipped ${s.path ?? `item ${first + s.index}`}: ${s.reason}`);
+        },
+      });
+      const tokens = new Int32Array((end - first) * views * g * g);
+      const labels: number[] = [];
+      try {
+        for await (const batch of loader.epoch(0)) {
+          await stop.boundary();
+          if (stop.requested) break;
+          const x = augmentViews(batch.images, batch.size, S, kind, R);
+          const t = tensor(x, [batch.size * views, 3, R, R]);
+          const enc = noGrad(() => model.encode(t));
+          tokens.set((await enc.indices.data()) as Int32Array, labels.length * views * g * g);
+          dispose([t, enc.indices, enc.zq, enc.losses, enc.z]);
+          for (const l of batch.labels) labels.push(l);
+          done += batch.size;
+          const secs = (Date.now() - t0) / 1000;
+          io.status(`shard ${k + 1}/${index.shards}  ${done}/${total} images  ${(done / secs).toFixed(1)}/s  ETA ${((total - done) / Math.max(done / secs, 1e-9)).toFixed(0)}s`);
+        }
+      } finally {
+        await loader.close();
+      }
+      if (stop.requested) break;
+      done += skipped.length;
+      const rows = labels.length;
+      await writeIndexedShard(out, k, tokens.subarray(0, rows * views * g * g), labels, views, g, g, { first, end, rows, skipped });
+      written++;
+    }
+    io.status('');
+    // Totals over every finished shard (this run's and earlier ones).
+    let rows = 0;
+    let corrupt = 0;
+    let finished = 0;
+    for (let k = 0; k < index.shards; k++) {
+      const r = readShardRecord(out, k);
+      if (!r) continue;
+      finished++;
+      rows += r.rows;
+      corrupt += r.skipped.length;
+    }
+    return { written, finished, shards: index.shards, rows, corrupt, views, seconds: (Date.now() - t0) / 1000, interrupted: stop.requested };
+}
+
 export const tokenizeCommand: Command = {
   name: 'tokenize',
   summary: 'run a tokenizer over a data set once and write token shards for train-ar',
@@ -128,91 +257,19 @@ finished shards; a corrupt image is skipped and reported, never fatal.
     const { model, config, backend } = await loadTokenizer(values, io);
     const stop = watchStopSignals(io, 'finishing this batch; the unfinished shard is not written, finished ones are kept');
     try {
-      const R = config.ddconfig.resolution;
-      const g = latentSize(config);
-      const views = viewCount(kind);
-      const S = kind === 'ten-crop' ? Math.floor(R * cropRange!) : R;
-      const N = dataset.length;
-      if (N === 0) throw new UsageError(`--data ${String(values.data)}: no images found`);
-      const shardItems = positiveInt(values, 'shard-items', Math.max(1, Math.floor(SHARD_BYTES / (views * g * g * 4))));
-      const index: TokenShardIndex = {
-        format: 'ibq-token-shards', version: 1,
-        tokenizer: {
-          config: configPath, configSha256: createHash('sha256').update(readFileSync(configPath)).digest('hex'),
-          checkpoint: ckptPath, checkpointSha256: await sha256File(ckptPath), nEmbed: config.n_embed, resolution: R,
-        },
-        grid: [g, g],
-        augmentation: { kind, ...(cropRange !== undefined ? { cropRange } : {}), views },
-        dataset: { source, split: dsSplit, items: N, ...(dataset.classes ? { classes: dataset.classes } : {}) },
-        shardItems, shards: Math.ceil(N / shardItems),
-      };
-      mkdirSync(out, { recursive: true });
-      const existing = readTokenIndex(out);
-      if (existing) {
-        const why = sameIndex(existing, index);
-        if (why) throw new UsageError(`--out ${out} holds tokens of another run: ${why}; choose another --out`);
-      } else await writeTokenIndex(out, index);
-
-      const mine = Array.from({ length: index.shards }, (_, k) => k).filter((k) => k % parts === part);
-      const todo = mine.filter((k) => !readShardRecord(out, k));
-      io.err(`tokenize: ${N} images (${source}, ${dsSplit}) -> ${index.shards} shards of ${shardItems} items, ${views} view(s) of ${g}x${g} tokens `
-        + `(${kind}); ${mine.length - todo.length} of this process's ${mine.length} shards already finished; ${backend.name}`);
-      const t0 = Date.now();
-      let done = 0;
-      const total = todo.reduce((a, k) => a + Math.min(shardItems, N - k * shardItems), 0);
-      let written = 0;
-      for (const k of todo) {
-        const first = k * shardItems;
-        const end = Math.min(N, first + shardItems);
-        const skipped: TokenShardRecord['skipped'] = [];
-        const loader = new BatchLoader(subset(dataset, first, end - first), {
-          batchSize, shuffle: false, dropLast: false, transform: { resize: S, crop: 'center' },
-          onSkip: (s) => {
-            skipped.push({ index: first + s.index, ...(s.path ? { path: s.path } : {}), reason: s.reason });
-            io.err(`skipped ${s.path ?? `item ${first + s.index}`}: ${s.reason}`);
-          },
-        });
-        const tokens = new Int32Array((end - first) * views * g * g);
-        const labels: number[] = [];
-        try {
-          for await (const batch of loader.epoch(0)) {
-            await stop.boundary();
-            if (stop.requested) break;
-            const x = augmentViews(batch.images, batch.size, S, kind, R);
-            const t = tensor(x, [batch.size * views, 3, R, R]);
-            const enc = noGrad(() => model.encode(t));
-            tokens.set((await enc.indices.data()) as Int32Array, labels.length * views * g * g);
-            dispose([t, enc.indices, enc.zq, enc.losses, enc.z]);
-            for (const l of batch.labels) labels.push(l);
-            done += batch.size;
-            const secs = (Date.now() - t0) / 1000;
-            io.status(`shard ${k + 1}/${index.shards}  ${done}/${total} images  ${(done / secs).toFixed(1)}/s  ETA ${((total - done) / Math.max(done / secs, 1e-9)).toFixed(0)}s`);
-          }
-        } finally {
-          await loader.close();
-        }
-        if (stop.requested) break;
-        done += skipped.length;
-        const rows = labels.length;
-        await writeIndexedShard(out, k, tokens.subarray(0, rows * views * g * g), labels, views, g, g, { first, end, rows, skipped });
-        written++;
-      }
-      io.status('');
-      // Totals over every finished shard (this run's and earlier ones).
-      let rows = 0;
-      let corrupt = 0;
-      let finished = 0;
-      for (let k = 0; k < index.shards; k++) {
-        const r = readShardRecord(out, k);
-        if (!r) continue;
-        finished++;
-        rows += r.rows;
-        corrupt += r.skipped.length;
-      }
-      const secs = (Date.now() - t0) / 1000;
-      io.out(`${stop.requested ? 'interrupted: ' : ''}wrote ${written} shards in ${secs.toFixed(0)} s; ${finished}/${index.shards} finished in ${out}: `
+      if (dataset.length === 0) throw new UsageError(`--data ${String(values.data)}: no images found`);
+      const r = await tokenizeToShards({
+        model, config, configPath, configSha256: createHash('sha256').update(readFileSync(configPath)).digest('hex'), ckptPath,
+        ckptSha256: await sha256File(ckptPath), dataset, source, split: dsSplit, out, kind, cropRange, batchSize,
+        shardItems: values['shard-items'] === undefined ? undefined : positiveInt(values, 'shard-items', 1), part, parts, stop, deviceName: backend.name,
+      }, io).catch((e) => {
+        if (e instanceof TokenFolderMismatchError) throw new UsageError(`--out ${e.message}; choose another --out`);
+        throw e;
+      });
+      const { written, finished, shards: planned, rows, corrupt, views, seconds: secs } = r;
+      io.out(`${stop.requested ? 'interrupted: ' : ''}wrote ${written} shards in ${secs.toFixed(0)} s; ${finished}/${planned} finished in ${out}: `
         + `${rows} images x ${views} view(s), ${corrupt} corrupt image(s) skipped`);
-      if (finished < index.shards && !stop.requested) io.out(`the other shards belong to other --shard parts; run them to finish the folder`);
+      if (finished < planned && !stop.requested) io.out(`the other shards belong to other --shard parts; run them to finish the folder`);
       if (stop.requested) io.err(`${stop.reason}: finished shards are kept; run the same command again to continue`);
       return stop.requested ? stop.exitCode() : EXIT_OK;
     } finally {
