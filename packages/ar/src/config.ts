@@ -274,3 +274,23 @@ export function loadArConfig(yamlText: string, file = '<config>'): ArConfig {
   const fs = (args.first_stage_config as Obj | undefined)?.params;
   return { gpt, train, sampling: publishedSampling(gpt), firstStage: fs && typeof fs === 'object' ? (fs as Obj) : null };
 }
+
+// ---------------------------------------------------------------------------------------
+// Memory
+
+export interface ResidentBytes {
+  /** float32 weights. */
+  weights: number;
+  /** Keys and values of every layer for `rows` sequences of 1 + block_size positions (float32). */
+  kvCache: number;
+  /** The largest single cache tensor (keys or values of one layer): what one storage binding must hold. */
+  kvTensor: number;
+}
+
+/** Resident bytes of a sampling run with `rows` rows (2 x batch with CFG). */
+export function residentBytes(c: GPTConfig, rows: number): ResidentBytes {
+  const kvTensor = rows * (1 + c.block_size) * c.n_embd * 4;
+  return { weights: parameterCount(c) * 4, kvCache: 2 * c.n_layer * kvTensor, kvTensor };
+}
+
+export const GiB = 2 ** 30;

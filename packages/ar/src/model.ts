@@ -5,9 +5,10 @@
 // decoding with a KV cache for the sampler.
 
 import {
-  Generator, type HostTensor, type Tensor, add, apply, assign, concat, keep, mean, mul, nn, noGrad, permute, scale, silu, slice, tensor, tidy, zeros,
+  Generator, type HostTensor, getBackend, type Tensor, add, apply, assign, concat, keep, mean, mul, nn, noGrad, permute, scale, silu, slice, tensor, tidy, zeros,
 } from '@ibq/tensor';
-import { type GPTConfig, ffnHidden, gridSide, headDim, validateConfig } from './config.js';
+import type { Backend } from '@ibq/kernels';
+import { GiB, type GPTConfig, ffnHidden, gridSide, headDim, parameterCount, residentBytes, validateConfig } from './config.js';
 
 const { Module, Linear, Embedding, RMSNorm, ModuleList, SiLU } = nn;
 
@@ -179,6 +180,41 @@ export interface DecodeState {
   mods: Modulation[];
 }
 
+/** A model or a sampling batch that does not fit the backend's memory. */
+export class ArMemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArMemoryError';
+  }
+}
+
+const gib = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
+
+/**
+ * Refuses, before allocating, what cannot fit: float32 weights (plus the KV caches of `rows`
+ * sampling rows) beyond the cpu backend's wasm32 memory (4 GiB), or one layer's cache beyond a
+ * webgpu device's storage-binding limit.
+ */
+export function checkFits(c: GPTConfig, backend: Backend, rows = 0): void {
+  const info = (backend.describe?.() ?? {}) as { memoryLimitBytes?: number; limits?: { maxStorageBufferBindingSize?: number } };
+  const r = residentBytes(c, rows);
+  const what = `${parameterCount(c).toLocaleString('en-US')} parameters`;
+  if (backend.name === 'cpu' && info.memoryLimitBytes !== undefined) {
+    const need = r.weights + r.kvCache;
+    if (r.weights > info.memoryLimitBytes * 0.95) {
+      throw new ArMemoryError(`this GPT's float32 weights (${what}, ${gib(r.weights)}) do not fit the cpu backend's wasm memory, which wasm32 limits to ${gib(info.memoryLimitBytes)}; run it on --device webgpu (weights in device buffers), or use a smaller model`);
+    }
+    if (need > info.memoryLimitBytes * 0.95) {
+      throw new ArMemoryError(`weights (${gib(r.weights)}) and the KV caches of ${rows} rows (${gib(r.kvCache)}) do not fit the cpu backend's ${gib(info.memoryLimitBytes)} wasm memory; use a smaller batch (CFG doubles the rows)`);
+    }
+  }
+  const bind = info.limits?.maxStorageBufferBindingSize;
+  if (backend.name === 'webgpu' && bind !== undefined && r.kvTensor > bind) {
+    const most = Math.floor(bind / (r.kvTensor / Math.max(rows, 1)));
+    throw new ArMemoryError(`one layer's KV cache for ${rows} rows (${gib(r.kvTensor)}) exceeds this device's storage-binding limit (maxStorageBufferBindingSize ${gib(bind)}); use at most ${most} rows (batch ${Math.floor(most / 2)} with CFG)`);
+  }
+}
+
 export class GPT extends Module {
   readonly tok_emb;
   readonly class_emb;
@@ -195,6 +231,7 @@ export class GPT extends Module {
     super();
     this.config = validateConfig({ ...config });
     const c = this.config;
+    checkFits(c, getBackend());
     const build = () => {
       this.module('tok_emb', new Embedding(c.vocab_size, c.n_embd));
       this.module('class_emb', new LabelEmbedder(c.class_num, c.n_embd));

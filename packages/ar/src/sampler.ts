@@ -8,7 +8,7 @@
 
 import { philox4x32, splitWords, uniformOfWord } from '@ibq/kernels';
 import { type Tensor, add, dispose, noGrad, scale, slice, sub, tensor, tidy } from '@ibq/tensor';
-import { GPT } from './model.js';
+import { GPT, checkFits } from './model.js';
 
 export interface SamplerOptions {
   /** Guidance scale; > 1 turns CFG on (rows doubled with the null class). */
@@ -115,6 +115,7 @@ export async function sampleTokens(gpt: GPT, batch: SampleBatch, o: SamplerOptio
   const L = gpt.config.block_size, V = gpt.config.vocab_size;
   const cfg = o.cfgScale > 1;
   const rows = cfg ? 2 * N : N;
+  checkFits(gpt.config, gpt.tok_emb.weight.backend, rows);
   const labels = new Int32Array(rows);
   labels.set(batch.classes);
   if (cfg) labels.fill(gpt.config.class_num, N);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testBackends } from '@ibq/kernels/harness';
 import { Generator, type HostTensor, type Tensor, dispose, setBackend, tensor } from '@ibq/tensor';
-import { GPT, type GPTConfig, loadArConfig, parameterCount, presets } from '../src/index.js';
+import { ArMemoryError, GPT, type GPTConfig, checkFits, loadArConfig, parameterCount, presets, residentBytes } from '../src/index.js';
 
 const { backends, destroyAll } = await testBackends();
 afterAll(() => destroyAll());
@@ -124,6 +124,24 @@ describe.each(backends.map((b) => [b.name, b] as const))('GPT on %s', (_n, be) =
     GPT.release(state);
     dispose([full, steps, labels]);
     m.dispose();
+  });
+
+  it('refuses, before allocating, what the backend cannot hold', () => {
+    setBackend(be);
+    if (be.name === 'cpu') {
+      expect(() => new GPT(presets.XL.config)).toThrow(ArMemoryError);
+      expect(() => new GPT(presets.XXL.config)).toThrow(/1,076,103,168|2,063,331,840/);
+      expect(() => checkFits(presets.XXL.config, be)).toThrow(/wasm memory.*4\.00 GiB.*--device webgpu/);
+      expect(() => checkFits(presets.B.config, be, 100)).toThrow(/KV caches of 100 rows/);
+      expect(() => checkFits(presets.B.config, be, 16)).not.toThrow();
+      expect(be.memory().bytes).toBeLessThan(2 ** 30);
+    }
+    if (be.name === 'webgpu') {
+      const bind = (be.describe!() as { limits: { maxStorageBufferBindingSize: number } }).limits.maxStorageBufferBindingSize;
+      const rows = Math.ceil((bind + 1) / (residentBytes(presets.XXL.config, 1).kvTensor));
+      expect(() => checkFits(presets.XXL.config, be, rows)).toThrow(/maxStorageBufferBindingSize/);
+      expect(() => checkFits(presets.XXL.config, be, rows - 1)).not.toThrow();
+    }
   });
 
   it('a checkpoint with the wrong shape names the key and both shapes', () => {

@@ -13,6 +13,8 @@ import { reconstructCommand } from './commands/reconstruct.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainArCommand } from './commands/train-ar.js';
 import { trainCommand } from './commands/train.js';
+import { sampleCommand } from './commands/sample.js';
+import { mergeSamplesCommand } from './commands/merge-samples.js';
 import { type Io, processIo } from './io.js';
 
 export const VERSION = '0.1.0';
@@ -20,7 +22,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
-  tokenizeCommand, trainArCommand,
+  sampleCommand, mergeSamplesCommand, tokenizeCommand, trainArCommand,
 ];
 
 export function usage(): string {
