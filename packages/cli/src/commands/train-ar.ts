@@ -95,6 +95,7 @@ the validation loss each epoch. The official YAML works with only the data path 
     const hasData = typeof values.data === 'string';
     if (hasTokens === hasData) throw new UsageError('give either --tokens SHARDS or --data D (with --tokenizer-ckpt)');
     if (hasData && typeof values['tokenizer-ckpt'] !== 'string') throw new UsageError('--data needs --tokenizer-ckpt (images are tokenized on the fly)');
+    if (hasData && values['val-tokens'] !== undefined) throw new UsageError('--val-tokens goes with --tokens (tokenize the held-out images with ibq tokenize)');
     const ckpt = typeof values['tokenizer-ckpt'] === 'string' ? existingFile(values['tokenizer-ckpt'], 'tokenizer checkpoint') : null;
     let train: TokenShardDataset | null = null;
     let val: TokenShardDataset | null = null;
