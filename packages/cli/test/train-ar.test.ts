@@ -85,6 +85,14 @@ describe('ibq train-ar', () => {
     const noCkpt = ibq(...base, '--data', images);
     expect(noCkpt.code).toBe(2);
     expect(noCkpt.err).toMatch(/--data needs --tokenizer-ckpt/);
+    // The official YAML: its vocabulary does not fit these shards; its first_stage_config is the tokenizer's config.
+    const official = fileURLToPath(new URL('../../ar/test/fixtures/imagenet_conditional_llama_B.yaml', import.meta.url));
+    const vocab = ibq('train-ar', '--config', official, '--device', 'reference', '--tokens', shards);
+    expect(vocab.code).toBe(2);
+    expect(vocab.err).toMatch(/the shards hold tokens of a 16-code tokenizer; the config's vocab_size is 16384/);
+    const fit = ibq('train-ar', '--config', official, '--device', 'reference', '--data', images, '--tokenizer-ckpt', TOK_CKPT);
+    expect(fit.code).toBe(1);
+    expect(fit.err).toMatch(/does not fit config '.*imagenet_conditional_llama_B\.yaml \(model\.init_args\.first_stage_config\.params\)'/);
     const resume = ibq(...base, '--tokens', shards, '--out', join(dir, 'empty'), '--resume');
     expect(resume.code).toBe(1);
     expect(resume.err).toMatch(/--resume: no checkpoint in .*empty/);
