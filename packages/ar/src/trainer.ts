@@ -283,7 +283,7 @@ export class ArTrainer {
     const x = tensor(inputs, [b.size, this.config.block_size - 1], { dtype: 'i32' });
     const y = tensor(b.labels, [b.size], { dtype: 'i32' });
     const s = noGrad(() => {
-      const h = this.amp(() => this.model.features(x, y, { train: false }));
+      const h = tidy(() => this.amp(() => this.model.features(x, y, { train: false })));
       const r = this.chunkedCrossEntropy(h, targets, null).sum;
       h.dispose();
       return r;

@@ -121,6 +121,19 @@ describe('ArTrainer', () => {
     second.dispose();
   });
 
+  it('steps and validation leave no tensors behind', async () => {
+    const t = make({ ema: 0.9, ceChunkRows: 7 });
+    await t.trainStep([batch(0)]);
+    await t.evalLoss(batch(1));
+    const before = backend.memory();
+    for (let s = 1; s < 3; s++) {
+      await t.trainStep([batch(s)]);
+      await t.evalLoss(batch(s));
+    }
+    expect(backend.memory()).toEqual(before);
+    t.dispose();
+  });
+
   it('a non-finite loss skips the update; K in a row stop the run', async () => {
     const t = make({ maxNonFinite: 2 });
     await t.trainStep([batch(0)]);
