@@ -3,3 +3,4 @@
 export * from './config.js';
 export * from './model.js';
 export * from './sampler.js';
+export * from './trainer.js';

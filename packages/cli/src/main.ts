@@ -10,6 +10,8 @@ import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { reconstructCommand } from './commands/reconstruct.js';
+import { tokenizeCommand } from './commands/tokenize.js';
+import { trainArCommand } from './commands/train-ar.js';
 import { trainCommand } from './commands/train.js';
 import { sampleCommand } from './commands/sample.js';
 import { mergeSamplesCommand } from './commands/merge-samples.js';
@@ -20,7 +22,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
-  sampleCommand, mergeSamplesCommand,
+  sampleCommand, mergeSamplesCommand, tokenizeCommand, trainArCommand,
 ];
 
 export function usage(): string {

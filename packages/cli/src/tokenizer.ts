@@ -1,14 +1,16 @@
 // What encode, decode and reconstruct share: choosing the device, building the tokenizer
 // from a config and a checkpoint, batching with progress.
 
-import { existsSync } from 'node:fs';
 import { BACKEND_NAMES, type Backend, type BackendName, BackendUnavailableError, createBackend } from '@ibq/kernels';
 import { nn, setBackend } from '@ibq/tensor';
 import { ConfigError, type IBQConfig, IBQTokenizer, loadConfig, readTokenizerWeights } from '@ibq/ibq';
 import { type OptionSpec, type OptionValues, UsageError } from './command.js';
+import { DEVICE_OPTION, existingFile, requiredString } from './options.js';
+
+// The option helpers live in options.ts; these re-exports keep older imports working.
+export { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from './options.js';
 import type { Io } from './io.js';
 
-export const DEVICE_OPTION: OptionSpec = { device: { type: 'string' } };
 export const TOKENIZER_OPTIONS: OptionSpec = {
   config: { type: 'string' },
   ckpt: { type: 'string' },
@@ -58,25 +60,6 @@ function isSoftwareAdapter(b: Backend): boolean {
   return adapter?.architecture === 'software' || adapter?.isFallbackAdapter === true;
 }
 
-export function positiveInt(values: OptionValues, name: string, dflt: number): number {
-  const v = values[name];
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: expected a positive integer, got '${String(v)}'`);
-  return n;
-}
-
-export function requiredString(values: OptionValues, name: string): string {
-  const v = values[name];
-  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
-  return v;
-}
-
-export function existingFile(path: string, what: string): string {
-  if (!existsSync(path)) throw new UsageError(`${what} '${path}' does not exist`);
-  return path;
-}
-
 export interface LoadedTokenizer {
   model: IBQTokenizer;
   config: IBQConfig;
@@ -95,21 +78,29 @@ export async function loadTokenizer(values: OptionValues, io: Io): Promise<Loade
     if (e instanceof ConfigError) throw new UsageError(e.message);
     throw e;
   }
-  const weights = await readTokenizerWeights(ckptPath, {
-    weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined,
-    notice: (m) => io.err(m),
-  });
   const backend = await openBackend(values.device as string | undefined);
+  try {
+    const model = await buildTokenizer(config, ckptPath, { weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined, configPath }, io);
+    return { model, config, backend };
+  } catch (e) {
+    backend.destroy();
+    throw e;
+  }
+}
+
+/** A tokenizer of `config` with the weights of `ckptPath`, in eval mode, on the current backend. */
+export async function buildTokenizer(
+  config: IBQConfig, ckptPath: string, o: { weights?: 'raw' | 'ema'; configPath: string }, io: Io,
+): Promise<IBQTokenizer> {
+  const weights = await readTokenizerWeights(ckptPath, { weights: o.weights, notice: (m) => io.err(m) });
   const model = nn.withoutRandomInit(() => new IBQTokenizer(config));
   try {
     model.loadStateDict(weights);
   } catch (e) {
     model.dispose();
-    backend.destroy();
-    throw new Error(`checkpoint '${ckptPath}' does not fit config '${configPath}': ${(e as Error).message}`);
+    throw new Error(`checkpoint '${ckptPath}' does not fit config '${o.configPath}': ${(e as Error).message}`);
   }
-  model.eval();
-  return { model, config, backend };
+  return model.eval();
 }
 
 /** Runs `work` over [0, n) in batches, showing progress on long inputs. */

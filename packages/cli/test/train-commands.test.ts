@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { FASHION_MNIST_DIR, encodePng } from '@ibq/data';
+import { FASHION_MNIST_DIR, encodePng, readImage } from '@ibq/data';
 import { testF16Backend } from '@ibq/kernels/harness';
 import { main } from '../src/main.js';
 import { memoryIo } from '../src/io.js';
@@ -87,15 +87,31 @@ describe('ibq train', () => {
 });
 
 describe.skipIf(!existsSync(FASHION_MNIST_DIR))('ibq demo (needs Debian dataset-fashion-mnist, installed by npm run setup)', () => {
-  it('trains on Fashion-MNIST and reports PSNR, SSIM and codebook usage', async () => {
+  it('runs the whole pipeline: tokenizer figures, then tokens, classifier, GPT, CFG samples and their figures', async () => {
     const out = join(dir, 'demo');
-    const r = await run('demo', '--out', out, '--device', 'cpu', '--steps', '3', '--batch-size', '4', '--test-images', '40');
+    const small = ['--out', out, '--device', 'cpu', '--batch-size', '4', '--test-images', '40'];
+    const r = await run('demo', ...small, '--stage', 'tokenizer', '--steps', '3');
     expect(r.err.replace(/Warning: max.*\n?/g, '')).not.toMatch(/error/i);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/test set \(40 images, \d+ s\): PSNR \d+\.\d\d dB {2}SSIM -?\d\.\d{4} {2}codebook usage \d+\.\d% \(\d+\/1024\)/);
+    expect(existsSync(join(out, 'reconstructions.png'))).toBe(true);
+    const ar = await run('demo', ...small, '--stage', 'ar', '--ar-steps', '3', '--ar-train-images', '300', '--ar-test-images', '100',
+      '--samples-per-class', '2', '--classifier-seconds', '2');
+    expect(ar.code, ar.err).toBe(0);
+    expect(ar.out).toMatch(/classifier: \d+ steps in \d+ s, test accuracy \d+\.\d% \(10000 images\)/);
+    expect(ar.out).toMatch(/test tokens \(100 images\): loss \d+\.\d{4} nats\/token, perplexity \d+\.\d/);
+    expect(ar.out).toMatch(/generation: \d+\.\d% of 2 samples per class classified as their intended class/);
+    expect(ar.out).toMatch(/classifier-feature Frechet distance \(samples vs test images; NOT the ImageNet FID\) \d+\.\d\d/);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     expect(report.trainSteps).toBe(3);
     expect(report.test.images).toBe(40);
-    expect(existsSync(join(out, 'reconstructions.png'))).toBe(true);
+    expect(report.tokens).toMatchObject({ trainImages: 300, testImages: 100 });
+    expect(report.ar.trainSteps).toBe(3);
+    expect(report.ar.testPerplexity).toBeCloseTo(Math.exp(report.ar.testLoss), 6);
+    expect(report.generation.perClass).toHaveLength(10);
+    expect(report.generation.note).toMatch(/NOT the ImageNet FID/);
+    expect(report.classifier.testAccuracy).toBeGreaterThan(0.1);
+    const grid = await readImage(join(out, 'samples.png'));
+    expect([grid.height, grid.width]).toEqual([10 * 32 + 11 * 2, 2 * 32 + 3 * 2]); // a row per class, 2 px padding
   }, 300_000);
 });
