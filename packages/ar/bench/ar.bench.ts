@@ -101,6 +101,21 @@ async function latency(be: Backend): Promise<void> {
   m.dispose();
 }
 
+/** A random-weight preset (default XXL) producing one token: build, prefill, draw (`--only one_token`, not in the default set: 8 GiB). */
+async function oneToken(be: Backend): Promise<void> {
+  const name = get('preset') ?? 'XXL';
+  const c = presets[name].config;
+  const t0 = performance.now();
+  const m = new GPT(c, { generator: new Generator(3) }).eval();
+  const built = performance.now();
+  const p = presets[name].sampling;
+  const toks = await sampleTokens(m, { classes: Int32Array.from([207 % c.class_num]), indices: Int32Array.from([0]) },
+    { cfgScale: p.cfg_scale, temperature: p.temperature, topK: p.top_k, topP: p.top_p, seed: 0, tokens: 1 });
+  const done = performance.now();
+  emit({ figure: 'one_token', backend: be.name, preset: name, parameters: parameterCount(c), token: toks[0], build_ms: Math.round(built - t0), first_token_ms: Math.round(done - built), resident_bytes: be.memory().bytes, load: load() });
+  m.dispose();
+}
+
 const ours = new Map<string, number>();
 for (const name of backends) {
   const be = await open(name);
@@ -108,6 +123,7 @@ for (const name of backends) {
   try {
     if (wanted('throughput')) ours.set(be.name, await throughput(be));
     if (wanted('latency')) await latency(be);
+    if (only?.includes('one_token')) await oneToken(be);
   } finally {
     be.destroy();
   }

@@ -11,13 +11,15 @@ torch 1.13, which lacks F.scaled_dot_product_attention, its documented math form
 Writes into test/fixtures/:
 - golden_gpt.safetensors: a small random-weight GPT (non-zero head, so the logits are not
   trivial) under its official names, and under `expected.*` the inputs, the logits of the
-  training forward, the cross-entropy loss, every parameter's gradient, and the logits of the
-  reference's KV-cached decode (decode_tokens: prefill, then one token at a time);
+  training forward, the cross-entropy loss, every parameter's gradient, the logits of the
+  reference's KV-cached decode (decode_tokens: prefill, then one token at a time), and the
+  tokens of the reference's sample_IBQ run greedy (top_k 1) with CFG 2.0 (on torch 1.13 its
+  `with torch.device(...)` gets a no-op context manager);
 - ar_micro.ckpt + ar_micro.yaml: an official-format AR checkpoint (Lightning dict, `transformer.*`
   and the tokenizer under `first_stage_model.*`, taken from packages/ibq's micro test tokenizer)
   and its config in the official schema, for `ibq sample` tests.
 """
-import importlib.util, json, math, os, struct, sys
+import contextlib, importlib.util, json, math, os, struct, sys
 from collections import OrderedDict
 import torch
 
@@ -45,12 +47,25 @@ def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
     return torch.softmax(att, dim=-1) @ v
 
 
+class _TorchShim:
+    """torch for the reference module, with `torch.device(...)` usable as a context manager (torch 2; sample_IBQ needs it)."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def device(d):
+        return contextlib.nullcontext()
+
+
 def load_llama(path):
     if not hasattr(torch.nn.functional, 'scaled_dot_product_attention'):
         torch.nn.functional.scaled_dot_product_attention = sdpa
     spec = importlib.util.spec_from_file_location('ibq_reference_llama', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    if not hasattr(torch.device, '__enter__'):
+        mod.torch = _TorchShim()
     return mod
 
 
@@ -136,6 +151,16 @@ def golden(llama):
     for name, p in model.named_parameters():
         exp['grad.' + name] = p.grad
     exp['decode_logits'] = reference_decode(llama, model, labels, z[:, :-1])
+    # The reference's own sample_IBQ, greedy (top_k 1: the multinomial has one candidate), CFG 2.0,
+    # temperature 1.3: the whole sampling protocol (prefill, CFG on logits, feeding both halves).
+    classes = torch.tensor([3, 5, 3, 9])
+    x = torch.cat([classes.reshape(-1, 1), torch.full((4, 1), GOLDEN['class_num'])], 0)
+    model.eval()
+    exp['greedy_classes'] = classes
+    exp['greedy_tokens'] = llama.sample_IBQ(x, model, steps=GOLDEN['block_size'], temperature=1.3, sample_logits=True,
+                                            top_k=1, top_p=1.0, cfg_scale=2.0)
+    for b in model.blocks:
+        b.attention.kv_cache = None
     for k, v in exp.items():
         out['expected.' + k] = v
     meta = {'generator': 'packages/ar/scripts/make_golden.py', 'torch': torch.__version__, 'config': json.dumps(GOLDEN)}

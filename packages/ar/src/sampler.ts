@@ -7,7 +7,7 @@
 // it is drawn in, the shard, or the backend's order of work.
 
 import { philox4x32, splitWords, uniformOfWord } from '@ibq/kernels';
-import { type Tensor, add, dispose, noGrad, scale, slice, sub, tensor, tidy } from '@ibq/tensor';
+import { type Tensor, add, apply, cast, concat, dispose, noGrad, scale, slice, sub, tensor, tidy } from '@ibq/tensor';
 import { GPT, checkFits } from './model.js';
 
 export interface SamplerOptions {
@@ -23,6 +23,8 @@ export interface SamplerOptions {
   /** 1: off. */
   topP: number;
   seed: number;
+  /** Generate only the first N tokens of each grid (default: all block_size). */
+  tokens?: number;
 }
 
 /** The guidance scale used for token n of L. */
@@ -50,53 +52,12 @@ export interface FilterOptions {
 }
 
 /**
- * One row's token from its logits and a uniform u: x = logits / temperature; top-k keeps the
- * values >= the k-th largest (ties at the threshold kept, as `logits < topk[-1]`); top-p keeps a
- * token when the probability mass of the tokens strictly above it is <= top_p (HF's shifted
- * cumulative rule with ties kept together; the largest always stays); then the first index j
- * whose cumulative weight exp(x - max) over the kept tokens, in vocabulary order, exceeds u times
- * their sum. Float64 throughout.
+ * One token per row of logits [R, V] from uniforms u [R]: the op table's `sample_logits`
+ * (temperature, top-k then top-p, HF-style with at least one token kept, then the draw), on the
+ * logits' device.
  */
-export function sampleRow(logits: ArrayLike<number>, u: number, o: FilterOptions, from = 0, V = logits.length - from): number {
-  const x = new Float64Array(V);
-  let m = -Infinity;
-  for (let j = 0; j < V; j++) {
-    x[j] = logits[from + j] / o.temperature;
-    if (x[j] > m) m = x[j];
-  }
-  if (m === -Infinity || Number.isNaN(m)) throw new Error(`sampler: a row of logits has no finite maximum (${m})`);
-  let threshold = -Infinity;
-  if (o.topK > 0 && o.topK < V) {
-    const sorted = Float64Array.from(x).sort().reverse();
-    threshold = sorted[Math.max(o.topK, 1) - 1];
-  }
-  if (o.topP < 1) {
-    // Distinct kept values in descending order with their summed mass.
-    const kept = Array.from(x).filter((v) => v >= threshold).sort((a, b) => b - a);
-    let total = 0;
-    for (const v of kept) total += Math.exp(v - m);
-    let above = 0;
-    let i = 0;
-    while (i < kept.length) {
-      const v = kept[i];
-      let mass = 0;
-      while (i < kept.length && kept[i] === v) mass += Math.exp(kept[i++] - m);
-      if (above / total > o.topP) break;
-      threshold = v;
-      above += mass;
-    }
-  }
-  let s = 0;
-  for (let j = 0; j < V; j++) if (x[j] >= threshold) s += Math.exp(x[j] - m);
-  const target = u * s;
-  let c = 0, last = -1;
-  for (let j = 0; j < V; j++) {
-    if (x[j] < threshold) continue;
-    c += Math.exp(x[j] - m);
-    last = j;
-    if (c > target) return j;
-  }
-  return last;
+export function sampleLogits(logits: Tensor, u: Tensor, o: FilterOptions): Tensor {
+  return apply('sample_logits', [logits, u], { temperature: o.temperature, topK: o.topK, topP: o.topP })[0];
 }
 
 export interface SampleBatch {
@@ -107,53 +68,59 @@ export interface SampleBatch {
 }
 
 /**
- * Generates block_size tokens for each image of the batch: [N, block_size] in raster order.
- * `onToken(n)` is told after each token (progress).
+ * Generates block_size tokens (or `tokens`) for each image of the batch: [N, L] in raster order.
+ * Everything stays on the model's device: guidance, filtering and the draw are ops, the drawn
+ * tokens feed the next step as a device tensor, and the token grid is read back once at the end
+ * (the uniforms go the other way, written per step). `onToken(n)` is told after each token.
  */
 export async function sampleTokens(gpt: GPT, batch: SampleBatch, o: SamplerOptions, onToken?: (n: number) => void): Promise<Int32Array> {
   const N = batch.classes.length;
-  const L = gpt.config.block_size, V = gpt.config.vocab_size;
+  const L = o.tokens ?? gpt.config.block_size, V = gpt.config.vocab_size;
+  if (!(Number.isInteger(L) && L >= 1 && L <= gpt.config.block_size)) throw new Error(`sampleTokens: tokens ${L} outside [1, ${gpt.config.block_size}]`);
   const cfg = o.cfgScale > 1;
   const rows = cfg ? 2 * N : N;
   checkFits(gpt.config, gpt.tok_emb.weight.backend, rows);
   const labels = new Int32Array(rows);
   labels.set(batch.classes);
   if (cfg) labels.fill(gpt.config.class_num, N);
-  const out = new Int32Array(N * L);
+  const fo: FilterOptions = { temperature: o.temperature, topK: o.topK, topP: o.topP };
   const labelT = tensor(labels, [rows], { dtype: 'i32' });
   const pre = gpt.prefill(labelT);
-  const state = pre.state;
-  let logits = pre.logits;
   labelT.dispose();
-  const fo: FilterOptions = { temperature: o.temperature, topK: o.topK, topP: o.topP };
+  const state = pre.state;
+  let logits: Tensor | null = pre.logits;
+  const columns: Tensor[] = [];
   try {
     for (let n = 0; n < L; n++) {
-      const s = cfg ? cfgScaleAt(o, n, L) : 1;
-      // u + (c - u) * s, on the device, as the reference (constant scale: the same ops every step).
-      const guided = cfg ? noGrad(() => tidy(() => {
-        const c = slice(logits, [0, 0], [N, V]);
-        const un = slice(logits, [N, 0], [N, V]);
-        return add(un, scale(sub(c, un), s));
-      })) : logits;
-      const host = await guided.data();
-      if (guided !== logits) guided.dispose();
+      const u = Float32Array.from({ length: N }, (_, r) => drawUniform(o.seed, batch.classes[r], batch.indices[r], n));
+      const s = cfg ? cfgScaleAt(o, n, gpt.config.block_size) : 1;
+      const lg: Tensor = logits;
+      const { column, next } = noGrad(() => tidy(() => {
+        // u + (c - u) * s, as the reference (constant scale: the same ops every step).
+        const guided = cfg ? add(slice(lg, [N, 0], [N, V]), scale(sub(slice(lg, [0, 0], [N, V]), slice(lg, [N, 0], [N, V])), s)) : lg;
+        const toks = sampleLogits(guided, tensor(u, [N]), fo);
+        const col = cast(toks, 'f32').reshape([N, 1]);
+        // The token, duplicated to both halves under CFG, is the next input.
+        const nx = cfg ? cast(concat([col, col], 0), 'i32').reshape([rows]) : toks;
+        return { column: col, next: nx };
+      }));
       logits.dispose();
-      const toks = new Int32Array(rows);
-      for (let r = 0; r < N; r++) {
-        const t = sampleRow(host, drawUniform(o.seed, batch.classes[r], batch.indices[r], n), fo, r * V, V);
-        out[r * L + n] = t;
-        toks[r] = t;
-        if (cfg) toks[N + r] = t;
-      }
+      logits = null;
+      columns.push(column);
       onToken?.(n);
-      if (n === L - 1) break; // the last token is never fed
-      const tt = tensor(toks, [rows], { dtype: 'i32' });
-      logits = gpt.decodeStep(state, tt);
-      tt.dispose();
+      if (n === L - 1) {
+        next.dispose();
+        break; // the last token is never fed
+      }
+      logits = gpt.decodeStep(state, next);
+      next.dispose();
     }
+    const grid = noGrad(() => tidy(() => cast(concat(columns, 1), 'i32')));
+    const out = new Int32Array(await grid.data());
+    grid.dispose();
+    return out;
   } finally {
-    dispose([logits]);
+    dispose([logits, columns]);
     GPT.release(state);
   }
-  return out;
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testBackends } from '@ibq/kernels/harness';
 import { type Tensor, backward, dispose, readSafetensors, setBackend, tensor } from '@ibq/tensor';
-import { GPT, type GPTConfig, makeConfig } from '../src/index.js';
+import { GPT, type GPTConfig, makeConfig, sampleTokens } from '../src/index.js';
 
 const golden = await readSafetensors(fileURLToPath(new URL('./fixtures/golden_gpt.safetensors', import.meta.url)));
 const expected = (k: string) => golden.tensors.get(`expected.${k}`)!;
@@ -79,6 +79,19 @@ describe.each(backends.map((b) => [b.name, b] as const))('GPT golden on %s', (_n
     }
     GPT.release(state);
     dispose([steps, labels]);
+    model.dispose();
+  });
+
+  it('greedy sampling gives the tokens of the reference\'s own sample_IBQ (CFG 2.0, temperature 1.3, top-k 1)', async () => {
+    setBackend(be);
+    const model = new GPT(config, { init: 'none' });
+    model.loadWeights(weights);
+    model.eval();
+    const classes = Int32Array.from(expected('greedy_classes').data as Int32Array);
+    const toks = await sampleTokens(model, { classes, indices: new Int32Array(classes.length) }, { cfgScale: 2, temperature: 1.3, topK: 1, topP: 1, seed: 0 });
+    const want = expected('greedy_tokens').data as Int32Array;
+    expect(Array.from(toks)).toEqual(Array.from(want));
+    expect(new Set(want).size).toBeGreaterThan(5);
     model.dispose();
   });
 });

@@ -2,42 +2,52 @@
 // schedule, and reproducibility by design (a sample's tokens do not depend on its batch).
 import { afterAll, describe, expect, it } from 'vitest';
 import { testBackends } from '@ibq/kernels/harness';
-import { type HostTensor, setBackend } from '@ibq/tensor';
-import { GPT, cfgScaleAt, drawUniform, presets, sampleRow, sampleTokens, type SamplerOptions } from '../src/index.js';
+import { type HostTensor, dispose, setBackend, tensor } from '@ibq/tensor';
+import { GPT, type FilterOptions, cfgScaleAt, drawUniform, presets, sampleLogits, sampleTokens, type SamplerOptions } from '../src/index.js';
 
 const { backends, destroyAll } = await testBackends();
 afterAll(() => destroyAll());
 
 const plain = { temperature: 1, topK: 0, topP: 1 };
 
-describe('sampleRow', () => {
-  it('greedy (top-k 1) takes the maximum whatever the uniform', () => {
-    const l = [0.1, 2.5, -1, 2.4, 0];
-    for (const u of [1e-6, 0.3, 0.999999]) expect(sampleRow(l, u, { ...plain, topK: 1 })).toBe(1);
+/** sample_logits on the reference backend: the token of row `l` for each uniform. */
+async function drawn(l: number[], us: number[], o: FilterOptions): Promise<number[]> {
+  setBackend(backends.find((b) => b.name === 'reference')!);
+  const x = tensor(Float32Array.from(us.flatMap(() => l)), [us.length, l.length]);
+  const u = tensor(Float32Array.from(us), [us.length]);
+  const y = sampleLogits(x, u, o);
+  const out = Array.from(await y.data());
+  dispose([x, u, y]);
+  return out;
+}
+const grid = (n: number) => Array.from({ length: n }, (_, i) => (i + 0.5) / n);
+
+describe('sample_logits (the sampler\'s filtering and draw)', () => {
+  it('greedy (top-k 1) takes the maximum whatever the uniform', async () => {
+    expect(await drawn([0.1, 2.5, -1, 2.4, 0], [1e-6, 0.3, 0.999999], { ...plain, topK: 1 })).toEqual([1, 1, 1]);
   });
 
-  it('top-k keeps the k largest (ties at the threshold kept), top-p the nucleus with the first token always kept', () => {
+  it('top-k keeps the k largest (ties at the threshold kept), top-p the nucleus with the first token always kept', async () => {
     const l = [Math.log(0.5), Math.log(0.3), Math.log(0.15), Math.log(0.05)];
-    const drawn = (o: typeof plain) => new Set(Array.from({ length: 400 }, (_, i) => sampleRow(l, (i + 0.5) / 400, o)));
-    expect(drawn({ ...plain, topK: 2 })).toEqual(new Set([0, 1]));
+    const set = async (o: FilterOptions) => new Set(await drawn(l, grid(400), o));
+    expect(await set({ ...plain, topK: 2 })).toEqual(new Set([0, 1]));
     // masses above: 0, 0.5, 0.8, 0.95 -> top_p 0.6 keeps tokens 0, 1; 0.85 keeps 0, 1, 2; 0.1 keeps 0
-    expect(drawn({ ...plain, topP: 0.6 })).toEqual(new Set([0, 1]));
-    expect(drawn({ ...plain, topP: 0.85 })).toEqual(new Set([0, 1, 2]));
-    expect(drawn({ ...plain, topP: 0.1 })).toEqual(new Set([0]));
-    expect(drawn({ ...plain, topK: 3, topP: 0.55 })).toEqual(new Set([0, 1]));
-    expect(drawn(plain)).toEqual(new Set([0, 1, 2, 3]));
-    const ties = [1, 3, 3, 0];
-    expect(new Set([0.1, 0.4, 0.6, 0.9].map((u) => sampleRow(ties, u, { ...plain, topK: 1 })))).toEqual(new Set([1, 2]));
+    expect(await set({ ...plain, topP: 0.6 })).toEqual(new Set([0, 1]));
+    expect(await set({ ...plain, topP: 0.85 })).toEqual(new Set([0, 1, 2]));
+    expect(await set({ ...plain, topP: 0.1 })).toEqual(new Set([0]));
+    expect(await set({ ...plain, topK: 3, topP: 0.55 })).toEqual(new Set([0, 1]));
+    expect(await set(plain)).toEqual(new Set([0, 1, 2, 3]));
+    expect(new Set(await drawn([1, 3, 3, 0], [0.1, 0.4, 0.6, 0.9], { ...plain, topK: 1 }))).toEqual(new Set([1, 2]));
   });
 
-  it('draws with the softmax probabilities after temperature', () => {
+  it('draws with the softmax probabilities after temperature', async () => {
     const l = [1, 0, -0.5, 2];
     const T = 0.7;
     const p = l.map((v) => Math.exp(v / T));
     const z = p.reduce((a, b) => a + b);
     const n = 20000;
     const counts = [0, 0, 0, 0];
-    for (let i = 0; i < n; i++) counts[sampleRow(l, drawUniform(9, 3, i, 0), { ...plain, temperature: T })]++;
+    for (const t of await drawn(l, Array.from({ length: n }, (_, i) => drawUniform(9, 3, i, 0)), { ...plain, temperature: T })) counts[t]++;
     counts.forEach((c, j) => expect(Math.abs(c / n - p[j] / z)).toBeLessThan(0.015));
   });
 
@@ -79,10 +89,9 @@ async function sampleIn(m: GPT, b: number, o: SamplerOptions): Promise<Int32Arra
   return out;
 }
 
-describe.each(backends.map((b) => [b.name, b] as const))('sampleTokens on %s', (name, be) => {
+describe.each(backends.map((b) => [b.name, b] as const))('sampleTokens on %s', (_name, be) => {
   it('gives the same tokens in batches of 2 and of 5 (CFG, multinomial)', async () => {
-    // Float64 makes every row independent of its batch on reference; f32 GEMM order is batch-invariant on cpu as well.
-    if (name === 'webgpu') return;
+    // Float64 makes every row independent of its batch on reference; the f32 kernels' sum orders do not depend on the batch either.
     setBackend(be);
     const m = randomGpt();
     const o: SamplerOptions = { cfgScale: 2, temperature: 1, topK: 0, topP: 1, seed: 5 };
@@ -93,6 +102,25 @@ describe.each(backends.map((b) => [b.name, b] as const))('sampleTokens on %s', (
     // another seed gives other tokens
     const c = await sampleIn(m, 5, { ...o, seed: 6 });
     expect(Array.from(c)).not.toEqual(Array.from(a));
+    m.dispose();
+  });
+
+  it('reads back only the finished token grid', async () => {
+    setBackend(be);
+    const m = randomGpt();
+    const read = be.read.bind(be);
+    let reads = 0;
+    be.read = ((...a: Parameters<typeof be.read>) => {
+      reads++;
+      return read(...a);
+    }) as typeof be.read;
+    try {
+      const toks = await sampleTokens(m, { classes: Int32Array.from([2, 3]), indices: Int32Array.from([0, 0]) }, { cfgScale: 2, temperature: 1, topK: 5, topP: 0.9, seed: 1 });
+      expect(toks.length).toBe(2 * m.config.block_size);
+    } finally {
+      be.read = read;
+    }
+    expect(reads).toBe(1);
     m.dispose();
   });
 

@@ -96,6 +96,18 @@ describe('ibq sample', () => {
     expect(Array.from(a.labels.data as BigInt64Array)).toEqual(Array.from(b.labels.data as BigInt64Array));
   });
 
+  it('takes the safetensors pair ibq convert writes from the .ckpt, with the same result', async () => {
+    const st = join(TMP, 'ar.safetensors');
+    expect((await ibq(['convert', join(FIX, 'ar_micro.ckpt'), st])).code).toBe(0);
+    const dir = join(TMP, 'from-safetensors');
+    const args = base.map((a) => (a === join(FIX, 'ar_micro.ckpt') ? join(TMP, 'ar.transformer.safetensors') : a));
+    const r = await ibq([...args, '--batch', '5', '--out', dir], noShardEnv);
+    expect(r.code, r.stderr).toBe(0);
+    const a = await readNpy(join(dir, 'tokens.npy')), b = await readNpy(join(whole, 'tokens.npy'));
+    expect(Array.from(a.data as Int32Array)).toEqual(Array.from(b.data as Int32Array));
+    expect(readFileSync(join(dir, 'samples.npz')).length).toBe(readFileSync(join(whole, 'samples.npz')).length);
+  });
+
   it('merge-samples refuses missing, duplicate and mismatched shards', async () => {
     const dirs = [0, 1, 2].map((k) => join(TMP, `shard${k}`));
     const out = join(TMP, 'bad.npz');

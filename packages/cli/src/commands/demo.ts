@@ -3,16 +3,18 @@
 // class-conditional GPT and its samples judged by a small classifier (demo-ar.ts), with the
 // checkpoints, grids and one report.json in runs/demo.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { floatToImage, openMnist, tileImages, writePng } from '@ibq/data';
+import { openMnist, toFloat } from '@ibq/data';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { DEMO_CONFIG_YAML, demoConfig, type IBQTokenizer } from '@ibq/ibq';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import { runDemoAr } from '../demo-ar.js';
 import { evaluateReconstruction } from '../evaluate.js';
+import { DEVICE_OPTION, positiveInt } from '../options.js';
+import { writeReconstructionGrid } from '../reconstruction.js';
 import { watchStopSignals } from '../stop.js';
-import { buildTokenizer, DEVICE_OPTION, openBackend, positiveInt } from '../tokenizer.js';
+import { buildTokenizer, openBackend } from '../tokenizer.js';
 import { runTraining } from '../training.js';
 
 const STAGES = ['tokenizer', 'ar', 'all'] as const;
@@ -28,7 +30,7 @@ function minutesOption(values: OptionValues, name: string, dflt: number): number
 /** report.json: the sections of the stages run so far (a later stage adds its own). */
 function updateReport(path: string, patch: Record<string, unknown>): void {
   const old = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : {};
-  writeFileSync(path, `${JSON.stringify({ ...old, ...patch }, null, 2)}\n`);
+  writeFileAtomicSync(path, `${JSON.stringify({ ...old, ...patch }, null, 2)}\n`);
 }
 
 export const demoCommand: Command = {
@@ -113,7 +115,7 @@ a second signal quits at once.
           io.out(`${stop.reason} after reconstructing ${report.images} of ${subset.length} test images: no report written; checkpoint ${run.checkpoint}`);
           return stop.exitCode();
         }
-        await writeGrid(model, subset, join(out, 'reconstructions.png'), R);
+        await writeTestGrid(model, subset, join(out, 'reconstructions.png'), R);
         updateReport(reportPath, { device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report });
         io.out(`test set (${report.images} images, ${report.seconds.toFixed(0)} s): PSNR ${report.psnr.toFixed(2)} dB  SSIM ${report.ssim.toFixed(4)}  codebook usage ${(100 * report.codebookUsage).toFixed(1)}% (${report.codesUsed}/${config.n_embed})`);
         io.out(`wrote ${join(out, 'reconstructions.png')} and ${reportPath}`);
@@ -152,18 +154,10 @@ a second signal quits at once.
 };
 
 /** The first 16 test images (left) beside their reconstructions (right). */
-async function writeGrid(model: import('@ibq/ibq').IBQTokenizer, ds: { get(i: number): Promise<{ image: Uint8Array }> | { image: Uint8Array } }, path: string, R: number): Promise<void> {
+async function writeTestGrid(model: IBQTokenizer, ds: { get(i: number): Promise<{ image: Uint8Array }> | { image: Uint8Array } }, path: string, R: number): Promise<void> {
   const n = 16;
   const imgs = await Promise.all(Array.from({ length: n }, async (_, i) => (await ds.get(i)).image));
   const xs = new Float32Array(n * 3 * R * R);
-  imgs.forEach((im, i) => {
-    for (let c = 0; c < 3; c++) for (let p = 0; p < R * R; p++) xs[i * 3 * R * R + c * R * R + p] = im[p * 3 + c] / 127.5 - 1;
-  });
-  const x = tensor(xs, [n, 3, R, R]);
-  const { xrec, indices, losses } = noGrad(() => model.forward(x));
-  const rec = await xrec.data();
-  dispose([x, xrec, indices, losses]);
-  const tiles = [];
-  for (let i = 0; i < n; i++) tiles.push(floatToImage(xs, R, R, 'chw', i * 3 * R * R), floatToImage(rec, R, R, 'chw', i * 3 * R * R));
-  await writePng(path, tileImages(tiles, { columns: 4 }));
+  imgs.forEach((im, i) => toFloat(im, R, R, 3, 'chw', xs, i * 3 * R * R));
+  await writeReconstructionGrid(model, xs, n, R, R, path, 4);
 }

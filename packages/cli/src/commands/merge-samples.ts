@@ -3,7 +3,7 @@
 
 import { type Command, EXIT_OK, UsageError } from '../command.js';
 import { checkShards, mergeSampleShards } from '../samples.js';
-import { requiredString } from '../tokenizer.js';
+import { requiredString } from '../options.js';
 
 export const mergeSamplesCommand: Command = {
   name: 'merge-samples',

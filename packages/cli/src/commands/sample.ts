@@ -11,7 +11,8 @@ import { dispose, nn, noGrad, tensor } from '@ibq/tensor';
 import { type Command, type OptionValues, UsageError } from '../command.js';
 import { type ShardMeta, SHARD_FILE, SHARD_FORMAT, itemCount, parseShard, shardRange, shardRowOrder } from '../samples.js';
 import { watchStopSignals } from '../stop.js';
-import { existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { openBackend } from '../tokenizer.js';
 
 function numberOpt(values: OptionValues, name: string, dflt: number, ok: (v: number) => boolean, what: string): number {
   const v = values[name];

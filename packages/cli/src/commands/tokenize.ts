@@ -16,7 +16,8 @@ import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { type StopController, watchStopSignals } from '../stop.js';
-import { existingFile, loadTokenizer, positiveInt, requiredString, TOKENIZER_OPTIONS } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { loadTokenizer, TOKENIZER_OPTIONS } from '../tokenizer.js';
 
 /** Shards stay under this size. */
 const SHARD_BYTES = 256 * 1024 * 1024;

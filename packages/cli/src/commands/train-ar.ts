@@ -12,9 +12,9 @@ import { type ArDataSource, runArTraining } from '../ar-training.js';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { watchStopSignals } from '../stop.js';
-import { buildTokenizer, DEVICE_OPTION, existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
+import { buildTokenizer, openBackend } from '../tokenizer.js';
 import { openImageSource } from './tokenize.js';
-import { positiveIntOrZero } from './train.js';
 
 function readArConfig(path: string): { config: ArConfig; text: string } {
   existingFile(path, 'config');

@@ -10,7 +10,7 @@ import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataFormatError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
-import { dtypeSize, NpyFile, typedFromBytes, writeNpy, type NpyData, type NpyDtype } from '../npy.js';
+import { dtypeSize, NpyFile, typedFromBytes, writeNpy, type NpyData, type NpyDtype } from '@ibq/formats';
 import { checkIndex } from './types.js';
 
 export interface TokenSample {
