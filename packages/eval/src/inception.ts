@@ -303,14 +303,14 @@ export class InceptionV3 {
   }
 }
 
-/** Converts NHWC uint8 images (the .npz sample layout) to an NCHW float tensor of 0..255 values. */
-export function uint8NhwcToTensor(u8: Uint8Array, n: number, h: number, w: number, backend?: Backend): Tensor {
+/** Converts NHWC uint8 images (the .npz sample layout) to an NCHW float tensor of the values / divisor (float32 division). */
+export function uint8NhwcToTensor(u8: Uint8Array, n: number, h: number, w: number, backend?: Backend, divisor = 1): Tensor {
   const out = new Float32Array(n * 3 * h * w);
   for (let b = 0; b < n; b++) {
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const src = ((b * h + y) * w + x) * 3;
-        for (let c = 0; c < 3; c++) out[((b * 3 + c) * h + y) * w + x] = u8[src + c];
+        for (let c = 0; c < 3; c++) out[((b * 3 + c) * h + y) * w + x] = u8[src + c] / divisor;
       }
     }
   }
