@@ -14,3 +14,4 @@ export * from './inception.js';
 export { InceptionWeightsError, loadInception, loadInceptionState, sha256File, type InceptionWeightsInfo } from './inception-weights.js';
 export { fnv1a32, lowbias32, syntheticImage, syntheticInceptionState, syntheticValues } from './synthetic-weights.js';
 export * from './fid.js';
+export { inceptionScore, IS_SPLIT_SIZE, manifoldRadii, pairwiseSquaredDistances, PR_NEIGHBOURHOOD, precisionRecall, type InceptionScore } from './adm-metrics.js';
