@@ -8,10 +8,11 @@
 // symmetric positive semi-definite S1, S2 the product S1·S2 is similar to
 // M = S1^½ S2 S1^½ (S1^½ (S1 S2) S1^-½ = M where S1 is invertible; by continuity otherwise), so
 // tr sqrtm(S1 S2) = Σ sqrt(eig(M)). This port computes S1^½ from a symmetric eigen-
-// decomposition (negative round-off eigenvalues clamped to 0) and the eigenvalues of the
-// symmetric M: both through Householder tridiagonalisation + implicit QL, the backward-stable
-// route for symmetric matrices, so the trace agrees with scipy's to ~1e-12 relative on
-// well-conditioned inputs (tested against scipy to 1e-6).
+// decomposition (negative round-off eigenvalues clamped to 0), or (when S1 or S2 is positive
+// definite, the usual case with 50,000 images) M = Lᵀ S2 L from a Cholesky factor, and takes
+// the eigenvalues of the symmetric M: Householder tridiagonalisation + implicit QL, the
+// backward-stable route for symmetric matrices, so the trace agrees with scipy's to ~1e-12
+// relative on well-conditioned inputs (tested against scipy to 1e-6).
 //
 // Fall-backs, as pytorch-fid's: non-finite inputs are an error (scipy's check_finite); a
 // non-finite root (no convergence) is retried with 1e-6 on both diagonals; an imaginary part
@@ -233,10 +234,70 @@ export function symmetricSqrt(a: Float64Array, n: number): Float64Array {
   return out;
 }
 
-/** tr sqrtm(S1 S2) for symmetric PSD S1, S2, and the largest imaginary root (negative eigenvalues). */
+/** The lower Cholesky factor of a symmetric matrix, or null when it is not (numerically) positive definite. */
+export function cholesky(a: Float64Array, n: number): Float64Array | null {
+  const l = new Float64Array(n * n);
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, a[i * n + i]);
+  for (let j = 0; j < n; j++) {
+    const rj = j * n;
+    let d = a[rj + j];
+    for (let k = 0; k < j; k++) d -= l[rj + k] * l[rj + k];
+    // A pivot lost in round-off means a (nearly) singular matrix: leave it to the eigen route.
+    if (!(d > maxDiag * n * 2 ** -52)) return null;
+    const djj = Math.sqrt(d);
+    l[rj + j] = djj;
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let v = a[ri + j];
+      for (let k = 0; k < j; k++) v -= l[ri + k] * l[rj + k];
+      l[ri + j] = v / djj;
+    }
+  }
+  return l;
+}
+
+/** Lᵀ S L for lower-triangular L (row-major n x n). */
+function congruence(l: Float64Array, s: Float64Array, n: number): Float64Array {
+  const t = new Float64Array(n * n); // T = S L: row i of T = sum_k S[i][k] * row k of L (nonzero for j <= k)
+  for (let i = 0; i < n; i++) {
+    const ti = i * n;
+    for (let k = 0; k < n; k++) {
+      const sik = s[i * n + k];
+      if (sik === 0) continue;
+      const lk = k * n;
+      for (let j = 0; j <= k; j++) t[ti + j] += sik * l[lk + j];
+    }
+  }
+  const m = new Float64Array(n * n); // M = Lᵀ T: row i of M = sum_{k >= i} L[k][i] * row k of T
+  for (let k = 0; k < n; k++) {
+    const tk = k * n, lk = k * n;
+    for (let i = 0; i <= k; i++) {
+      const lki = l[lk + i];
+      if (lki === 0) continue;
+      const mi = i * n;
+      for (let j = 0; j < n; j++) m[mi + j] += lki * t[tk + j];
+    }
+  }
+  return m;
+}
+
+/**
+ * tr sqrtm(S1 S2) for symmetric PSD S1, S2, and the largest imaginary root (negative eigenvalues).
+ * When S1 or S2 is positive definite, M = Lᵀ S L with the Cholesky factor L of one of them
+ * (similar to S1 S2: L⁻¹(S1 S2)L = Lᵀ S2 L for S1 = L Lᵀ), about 4x cheaper than the square
+ * root; otherwise M = S1^½ S2 S1^½ from the eigen-decomposition of S1.
+ */
 export function traceSqrtProduct(sigma1: Float64Array, sigma2: Float64Array, n: number): { trace: number; imaginary: number } {
-  const r = symmetricSqrt(sigma1, n);
-  const m = matmulSquare(matmulSquare(r, sigma2, n), r, n);
+  let m: Float64Array;
+  const l1 = cholesky(sigma1, n);
+  const l2 = l1 ? null : cholesky(sigma2, n);
+  if (l1) m = congruence(l1, sigma2, n);
+  else if (l2) m = congruence(l2, sigma1, n);
+  else {
+    const r = symmetricSqrt(sigma1, n);
+    m = matmulSquare(matmulSquare(r, sigma2, n), r, n);
+  }
   // Symmetrise away round-off before the symmetric solver.
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
