@@ -159,3 +159,29 @@ describe('ibq fid on bad input', () => {
     expect(h.err).toMatch(/hostile\.pth: cannot read Inception weights/);
   }, 120_000);
 });
+
+describe('ibq eval-samples', () => {
+  it("prints the ADM suite's report; a set against itself: FID and sFID ~0, precision = recall = 1", async () => {
+    const report = join(dir, 'report.json');
+    const r = await ibq(['eval-samples', join(FX, 'fid_images.npz'), '--ref', join(FX, 'fid_images.npz'), '--out', report, ...common], 590_000);
+    expect(r.code, r.err).toBe(0);
+    const line = (name: string) => Number(new RegExp(`^${name}: (\\S+)$`, 'm').exec(r.out)?.[1]);
+    expect(line('Inception Score')).toBeGreaterThanOrEqual(1);
+    expect(Math.abs(line('FID'))).toBeLessThan(1e-3);
+    expect(Math.abs(line('sFID'))).toBeLessThan(1e-3);
+    expect(line('Precision')).toBe(1);
+    expect(line('Recall')).toBe(1);
+    const json = JSON.parse(readFileSync(report, 'utf8'));
+    expect(json.samples).toBe(6);
+    expect(json.reference_statistics).toBe('from the reference images');
+    expect(json.inception_score_splits).toHaveLength(1);
+  }, 600_000);
+
+  it('a sample file without images is refused, naming it', async () => {
+    const stats = join(dir, 'only-stats.npz');
+    writeNpz(stats, { mu: new Float64Array(4), sigma: { data: new Float64Array(16), shape: [4, 4] } });
+    const r = await ibq(['eval-samples', stats, '--ref', join(FX, 'fid_images.npz'), ...common]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/only-stats\.npz: expected uint8 images in 'arr_0'/);
+  });
+});

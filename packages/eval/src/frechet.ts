@@ -7,12 +7,11 @@
 // complex Schur decomposition) and then its trace. Only the trace is needed, and for
 // symmetric positive semi-definite S1, S2 the product S1·S2 is similar to
 // M = S1^½ S2 S1^½ (S1^½ (S1 S2) S1^-½ = M where S1 is invertible; by continuity otherwise), so
-// tr sqrtm(S1 S2) = Σ sqrt(eig(M)). This port computes S1^½ from a symmetric eigen-
-// decomposition (negative round-off eigenvalues clamped to 0), or (when S1 or S2 is positive
-// definite, the usual case with 50,000 images) M = Lᵀ S2 L from a Cholesky factor, and takes
-// the eigenvalues of the symmetric M: Householder tridiagonalisation + implicit QL, the
-// backward-stable route for symmetric matrices, so the trace agrees with scipy's to ~1e-12
-// relative on well-conditioned inputs (tested against scipy to 1e-6).
+// tr sqrtm(S1 S2) = Σ sqrt(eig(M)), and so is M = Lᵀ S2 L for a Cholesky factor S1 = L Lᵀ, which is what this
+// port uses: a pivoted Cholesky (rank-revealing, so singular covariances of fewer images than
+// dimensions cost O(n² rank)), then the eigenvalues of the symmetric M by Householder
+// tridiagonalisation + implicit QL, the backward-stable route for symmetric matrices: the trace
+// agrees with scipy's to ~1e-12 relative on well-conditioned inputs (tested against scipy to 1e-6).
 //
 // Fall-backs, as pytorch-fid's: non-finite inputs are an error (scipy's check_finite); a
 // non-finite root (no convergence) is retried with 1e-6 on both diagonals; an imaginary part
@@ -195,21 +194,6 @@ function tridiagonalQl(w: Float64Array, n: number, d: Float64Array, e: Float64Ar
   }
 }
 
-/** C = A B for row-major n x n matrices. */
-function matmulSquare(a: Float64Array, b: Float64Array, n: number): Float64Array {
-  const c = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const ci = i * n;
-    for (let k = 0; k < n; k++) {
-      const aik = a[i * n + k];
-      if (aik === 0) continue;
-      const bk = k * n;
-      for (let j = 0; j < n; j++) c[ci + j] += aik * b[bk + j];
-    }
-  }
-  return c;
-}
-
 /** The symmetric PSD square root V diag(sqrt(max(λ, 0))) V^T. */
 export function symmetricSqrt(a: Float64Array, n: number): Float64Array {
   const { values, vectors } = symmetricEigen(a, n, true);
@@ -234,49 +218,62 @@ export function symmetricSqrt(a: Float64Array, n: number): Float64Array {
   return out;
 }
 
-/** The lower Cholesky factor of a symmetric matrix, or null when it is not (numerically) positive definite. */
-export function cholesky(a: Float64Array, n: number): Float64Array | null {
-  const l = new Float64Array(n * n);
+/**
+ * Pivoted Cholesky of a symmetric positive semi-definite matrix (LAPACK pstrf's scheme): the
+ * largest remaining diagonal is eliminated first, and elimination stops when every remaining
+ * one is <= n·eps·max diag, so A ≈ L Lᵀ with L [n, rank] (row-major, rows in A's order).
+ */
+export function pivotedCholesky(a: Float64Array, n: number): { l: Float64Array; rank: number } {
+  const d = new Float64Array(n);
   let maxDiag = 0;
-  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, a[i * n + i]);
-  for (let j = 0; j < n; j++) {
-    const rj = j * n;
-    let d = a[rj + j];
-    for (let k = 0; k < j; k++) d -= l[rj + k] * l[rj + k];
-    // A pivot lost in round-off means a (nearly) singular matrix: leave it to the eigen route.
-    if (!(d > maxDiag * n * 2 ** -52)) return null;
-    const djj = Math.sqrt(d);
-    l[rj + j] = djj;
-    for (let i = j + 1; i < n; i++) {
-      const ri = i * n;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, (d[i] = a[i * n + i]));
+  const tol = n * 2 ** -52 * maxDiag;
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const full = new Float64Array(n * n); // row idx, column k: factor k's entry for row idx
+  let rank = 0;
+  for (let k = 0; k < n; k++) {
+    let p = k;
+    for (let i = k + 1; i < n; i++) if (d[perm[i]] > d[perm[p]]) p = i;
+    if (!(d[perm[p]] > tol)) break;
+    [perm[k], perm[p]] = [perm[p], perm[k]];
+    const j = perm[k], rj = j * n;
+    const ljj = Math.sqrt(d[j]);
+    full[rj + k] = ljj;
+    for (let i = k + 1; i < n; i++) {
+      const idx = perm[i], ri = idx * n;
       let v = a[ri + j];
-      for (let k = 0; k < j; k++) v -= l[ri + k] * l[rj + k];
-      l[ri + j] = v / djj;
+      for (let m = 0; m < k; m++) v -= full[ri + m] * full[rj + m];
+      v /= ljj;
+      full[ri + k] = v;
+      d[idx] -= v * v;
     }
+    rank = k + 1;
   }
-  return l;
+  const l = new Float64Array(n * rank);
+  for (let i = 0; i < n; i++) l.set(full.subarray(i * n, i * n + rank), i * rank);
+  return { l, rank };
 }
 
-/** Lᵀ S L for lower-triangular L (row-major n x n). */
-function congruence(l: Float64Array, s: Float64Array, n: number): Float64Array {
-  const t = new Float64Array(n * n); // T = S L: row i of T = sum_k S[i][k] * row k of L (nonzero for j <= k)
+/** Lᵀ S L for L [n, r] (row-major) and symmetric S [n, n]: [r, r]. */
+function congruence(l: Float64Array, s: Float64Array, n: number, r: number): Float64Array {
+  const t = new Float64Array(n * r); // T = S L
   for (let i = 0; i < n; i++) {
-    const ti = i * n;
+    const ti = i * r;
     for (let k = 0; k < n; k++) {
       const sik = s[i * n + k];
       if (sik === 0) continue;
-      const lk = k * n;
-      for (let j = 0; j <= k; j++) t[ti + j] += sik * l[lk + j];
+      const lk = k * r;
+      for (let j = 0; j < r; j++) t[ti + j] += sik * l[lk + j];
     }
   }
-  const m = new Float64Array(n * n); // M = Lᵀ T: row i of M = sum_{k >= i} L[k][i] * row k of T
+  const m = new Float64Array(r * r); // M = Lᵀ T
   for (let k = 0; k < n; k++) {
-    const tk = k * n, lk = k * n;
-    for (let i = 0; i <= k; i++) {
+    const tk = k * r, lk = k * r;
+    for (let i = 0; i < r; i++) {
       const lki = l[lk + i];
       if (lki === 0) continue;
-      const mi = i * n;
-      for (let j = 0; j < n; j++) m[mi + j] += lki * t[tk + j];
+      const mi = i * r;
+      for (let j = 0; j < r; j++) m[mi + j] += lki * t[tk + j];
     }
   }
   return m;
@@ -284,29 +281,23 @@ function congruence(l: Float64Array, s: Float64Array, n: number): Float64Array {
 
 /**
  * tr sqrtm(S1 S2) for symmetric PSD S1, S2, and the largest imaginary root (negative eigenvalues).
- * When S1 or S2 is positive definite, M = Lᵀ S L with the Cholesky factor L of one of them
- * (similar to S1 S2: L⁻¹(S1 S2)L = Lᵀ S2 L for S1 = L Lᵀ), about 4x cheaper than the square
- * root; otherwise M = S1^½ S2 S1^½ from the eigen-decomposition of S1.
+ * With S1 ≈ L Lᵀ (pivoted Cholesky, L [n, rank]), the non-zero eigenvalues of S1 S2 are those
+ * of the symmetric M = Lᵀ S2 L [rank, rank] (L⁻¹(S1 S2)L = Lᵀ S2 L for full rank), so
+ * tr sqrtm(S1 S2) = Σ sqrt(eig(M)): O(n³) for full-rank S1 and O(n² rank) for the singular
+ * covariances of fewer images than dimensions.
  */
 export function traceSqrtProduct(sigma1: Float64Array, sigma2: Float64Array, n: number): { trace: number; imaginary: number } {
-  let m: Float64Array;
-  const l1 = cholesky(sigma1, n);
-  const l2 = l1 ? null : cholesky(sigma2, n);
-  if (l1) m = congruence(l1, sigma2, n);
-  else if (l2) m = congruence(l2, sigma1, n);
-  else {
-    const r = symmetricSqrt(sigma1, n);
-    m = matmulSquare(matmulSquare(r, sigma2, n), r, n);
-  }
+  const { l, rank } = pivotedCholesky(sigma1, n);
+  const m = congruence(l, sigma2, n, rank);
   // Symmetrise away round-off before the symmetric solver.
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      const v = 0.5 * (m[i * n + j] + m[j * n + i]);
-      m[i * n + j] = v;
-      m[j * n + i] = v;
+  for (let i = 0; i < rank; i++) {
+    for (let j = i + 1; j < rank; j++) {
+      const v = 0.5 * (m[i * rank + j] + m[j * rank + i]);
+      m[i * rank + j] = v;
+      m[j * rank + i] = v;
     }
   }
-  const { values } = symmetricEigen(m, n, false);
+  const { values } = symmetricEigen(m, rank, false);
   let trace = 0, imaginary = 0;
   for (const v of values) {
     if (v >= 0) trace += Math.sqrt(v);

@@ -7,7 +7,7 @@ export {
 export * from './lpips.js';
 export { FeatureStats, loadPartialStats, saveGaussianStats, savePartialStats, type GaussianStats } from './feature-stats.js';
 export {
-  cholesky, FRECHET_EPS, FRECHET_IMAGINARY_TOLERANCE, FrechetError, frechetDistance, frechetDistanceDetails, symmetricEigen, symmetricSqrt,
+  FRECHET_EPS, pivotedCholesky, FRECHET_IMAGINARY_TOLERANCE, FrechetError, frechetDistance, frechetDistanceDetails, symmetricEigen, symmetricSqrt,
   traceSqrtProduct, type FrechetDetails,
 } from './frechet.js';
 export * from './inception.js';
