@@ -10,6 +10,7 @@ import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { evalSamplesCommand } from './commands/eval-samples.js';
+import { evalTokenizerCommand } from './commands/eval-tokenizer.js';
 import { fidCommand, mergeStatsCommand } from './commands/fid.js';
 import { reconstructCommand } from './commands/reconstruct.js';
 import { trainCommand } from './commands/train.js';
@@ -20,7 +21,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
-  fidCommand, mergeStatsCommand, evalSamplesCommand,
+  fidCommand, mergeStatsCommand, evalSamplesCommand, evalTokenizerCommand,
 ];
 
 export function usage(): string {

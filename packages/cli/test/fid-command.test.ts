@@ -185,3 +185,21 @@ describe('ibq eval-samples', () => {
     expect(r.err).toMatch(/only-stats\.npz: expected uint8 images in 'arr_0'/);
   });
 });
+
+describe('ibq eval-tokenizer', () => {
+  it("reports rFID, PSNR, SSIM and codebook usage on a folder (evaluation_image.py's protocol) and writes JSON", async () => {
+    const ibqPkg = join(REPO, 'packages/ibq');
+    const out = join(dir, 'tok.json');
+    const r = await ibq(['eval-tokenizer', '--config', join(ibqPkg, 'configs/micro_test.yaml'), '--ckpt', join(ibqPkg, 'test/fixtures/micro.ckpt'),
+      '--data', join(FX, 'fid_images'), '--limit', '5', '--out', out, ...common], 590_000);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^images\s+5$/m);
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.images).toBe(5);
+    expect(Number.isFinite(json.rfid) && json.rfid > 0).toBe(true);
+    expect(json.psnr).toBeGreaterThan(0);
+    expect(json.ssim).toBeGreaterThan(-1);
+    expect(json.codes_used).toBeGreaterThan(0);
+    expect(r.out).toMatch(new RegExp(`^rFID\\s+${json.rfid.toFixed(4)}$`, 'm'));
+  }, 600_000);
+});
