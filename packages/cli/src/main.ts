@@ -14,6 +14,8 @@ import { evalTokenizerCommand } from './commands/eval-tokenizer.js';
 import { fidCommand, mergeStatsCommand } from './commands/fid.js';
 import { reconstructCommand } from './commands/reconstruct.js';
 import { trainCommand } from './commands/train.js';
+import { sampleCommand } from './commands/sample.js';
+import { mergeSamplesCommand } from './commands/merge-samples.js';
 import { type Io, processIo } from './io.js';
 
 export const VERSION = '0.1.0';
@@ -21,6 +23,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
+  sampleCommand, mergeSamplesCommand,
   fidCommand, mergeStatsCommand, evalSamplesCommand, evalTokenizerCommand,
 ];
 

@@ -1,14 +1,17 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
-// on Ctrl-C, and --resume from the folder's checkpoint.
+// when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
 
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
-import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
+import { BatchLoader, type ImageDataset, type LoaderPosition } from '@ibq/data';
+import { dispose, tensor } from '@ibq/tensor';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import type { StopController } from './stop.js';
+import { writeReconstructionGrid } from './reconstruction.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Codebook usage over the last `window` steps. */
@@ -54,12 +57,15 @@ export interface RunOptions {
   perceptual: PerceptualLoss | null;
   gan: boolean;
   precision?: Precision;
+  /** Checked after each step: a signal ends the run with a checkpoint. */
+  stop: StopController;
 }
 
 export interface RunResult {
   trainer: IBQTrainer;
   stepsThisSession: number;
   seconds: number;
+  /** Stopped by a signal (o.stop says which) rather than by `steps` or the time budget. */
   interrupted: boolean;
   lastLog: StepLog | null;
   checkpoint: string;
@@ -67,7 +73,7 @@ export interface RunResult {
 
 const fmt = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
 
-/** Trains until `steps`, the time budget or Ctrl-C; the trainer stays alive for evaluation. */
+/** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   mkdirSync(join(o.out, 'images'), { recursive: true });
   const checkpoint = join(o.out, 'checkpoint.safetensors');
@@ -89,26 +95,35 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
     position = (state.loader as LoaderPosition | undefined) ?? {};
     io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
   } else {
-    writeFileSync(join(o.out, 'config.yaml'), o.configText);
+    writeFileAtomicSync(join(o.out, 'config.yaml'), o.configText);
   }
 
   const metricsFile = join(o.out, 'metrics.jsonl');
   const tb = new TensorBoardWriter(o.out);
   const usage = new UsageWindow(o.config.n_embed);
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130); // a second Ctrl-C: leave now (the last checkpoint is intact)
-    stop = true;
-    io.err('\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
+  const { stop } = o;
+  // Which step the checkpoint on disk holds, for a forced exit's message. A save under way
+  // replaces the file (a new inode) only at its final rename.
+  const inode = () => (existsSync(checkpoint) ? statSync(checkpoint).ino : -1);
+  let saved = o.resume ? { step: trainer.step, inode: inode() } : undefined;
+  let saving: number | undefined;
+  const stepOnDisk = () => (saving !== undefined && inode() !== (saved?.inode ?? -1) ? saving : saved?.step);
+  stop.stopping = 'finishing this step, then writing a checkpoint';
+  stop.onForcedExit = () => {
+    const step = stepOnDisk();
+    return step === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${step} (continue with --resume)`;
   };
-  process.on('SIGINT', onSigint);
+  stop.discardPartialWritesIn(o.out);
 
   const t0 = Date.now();
   const startStep = trainer.step;
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
   const save = async () => {
+    saving = trainer.step;
     await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
+    saved = { step: saving, inode: inode() };
+    saving = undefined;
   };
   try {
     const micro: Float32Array[] = [];
@@ -150,33 +165,27 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
       io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
         + `loss ${fmt(log.total_loss)}  L1 ${fmt(log.reconstruct_loss)}  quant ${fmt(log.codebook_quant_loss)}  `
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
-      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
+      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeTrainingGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      if (done >= o.steps || stop || (o.seconds !== undefined && secs >= o.seconds)) break;
+      if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
+      await stop.boundary();
+      if (stop.requested) break;
     }
   } catch (e) {
     io.status('');
     if (e instanceof NonFiniteLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    process.off('SIGINT', onSigint);
     tb.close();
     await loader.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop, lastLog, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop.requested, lastLog, checkpoint };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */
-async function writeGrid(trainer: IBQTrainer, shape: number[], images: Float32Array, path: string): Promise<void> {
+async function writeTrainingGrid(trainer: IBQTrainer, shape: number[], images: Float32Array, path: string): Promise<void> {
   const [b, , h, w] = shape;
-  const n = Math.min(b, 8);
-  const x = tensor(images.subarray(0, n * 3 * h * w), [n, 3, h, w]);
-  const { xrec, indices, losses } = noGrad(() => trainer.model.forward(x));
-  const rec = await xrec.data();
-  dispose([x, xrec, indices, losses]);
-  const tiles = [];
-  for (let i = 0; i < n; i++) tiles.push(floatToImage(images, h, w, 'chw', i * 3 * h * w), floatToImage(rec, h, w, 'chw', i * 3 * h * w));
-  await writePng(path, tileImages(tiles, { columns: 2 }));
+  await writeReconstructionGrid(trainer.model, images, Math.min(b, 8), h, w, path, 2);
 }

@@ -12,6 +12,7 @@ import {
 } from '@ibq/eval';
 import type { Backend } from '@ibq/kernels';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
+import { watchStopSignals } from '../stop.js';
 import { existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
 
 /** Growing list of float rows, joined at the end. */
@@ -67,6 +68,7 @@ file order: shuffle a class-sorted file first (IS takes consecutive 5,000-row sp
     const sources: FidSource[] = [];
     let backend: Backend | null = null;
     let net: import('@ibq/eval').InceptionV3 | null = null;
+    const stop = watchStopSignals(io, 'finishing this batch, then stopping (no report)');
     try {
       const sample = openFidSource(samplePath);
       sources.push(sample);
@@ -95,8 +97,8 @@ file order: shuffle a class-sorted file first (IS takes consecutive 5,000-row sp
         const r = await extractFeatures(source, {
           net: net!, mode: 'adm', taps, batchSize, backend: backend!,
           boundary: async () => {
-            await new Promise((res) => setImmediate(res));
-            return false;
+            await stop.boundary();
+            return stop.requested;
           },
           onRows: (tap, rows, n) => {
             if (tap === 'pool2048') pool.add(rows, n);
@@ -108,10 +110,16 @@ file order: shuffle a class-sorted file first (IS takes consecutive 5,000-row sp
         return { r, pool, logits };
       };
       const refHasStats = pre.mu && pre.sigma && pre.mu_s && pre.sigma_s;
+      const stopped = () => {
+        io.err(`${stop.reason}: stopped before every image was seen; no report`);
+        return stop.exitCode();
+      };
       const refRun = await run(ref, refHasStats ? ['pool2048'] : ['pool2048', 'spatial'], 'reference batch');
+      if (stop.requested) return stopped();
       const refPool = refHasStats ? { mu: pre.mu!, sigma: pre.sigma! } : gaussian(refRun.r.stats.get('pool2048')!, refPath);
       const refSpatial = refHasStats ? { mu: pre.mu_s!, sigma: pre.sigma_s! } : gaussian(refRun.r.stats.get('spatial')!, refPath);
       const sampleRun = await run(sample, ['pool2048', 'spatial', 'logitsUnbiased'], 'samples');
+      if (stop.requested) return stopped();
       const n = sampleRun.pool.count;
       const is = inceptionScore(sampleRun.logits.all(), n);
       io.status('Frechet distances...');
@@ -139,6 +147,7 @@ file order: shuffle a class-sorted file first (IS takes consecutive 5,000-row sp
       }
       return EXIT_OK;
     } finally {
+      stop.dispose();
       for (const s of sources) closeSource(s);
       (net as import('@ibq/eval').InceptionV3 | null)?.dispose();
       (backend as Backend | null)?.destroy();

@@ -12,6 +12,7 @@ import {
 import { type Tensor, clamp, dispose, scale, tidy } from '@ibq/tensor';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
 import { evaluateReconstruction } from '../evaluate.js';
+import { watchStopSignals } from '../stop.js';
 import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, existingFile, loadTokenizer, positiveInt, requiredString } from '../tokenizer.js';
 
 export const evalTokenizerCommand: Command = {
@@ -51,6 +52,7 @@ ${TOKENIZER_USAGE}`,
     const { model, config, backend } = await loadTokenizer(values, io);
     let net: InceptionV3 | null = null;
     let lpips: LPIPS | null = null;
+    const stop = watchStopSignals(io, 'finishing this batch, then stopping (no report)');
     try {
       const loaded = await loadInception(weights, { backend });
       io.err(loaded.info.note);
@@ -74,10 +76,7 @@ ${TOKENIZER_USAGE}`,
       const R = config.ddconfig.resolution;
       const report = await evaluateReconstruction(model, dataset, {
         batchSize, resolution: R, nEmbed: config.n_embed, transform: { resize: R, crop: 'center' },
-        boundary: async () => {
-          await new Promise((r) => setImmediate(r));
-          return false;
-        },
+        stop,
         onBatch: async (x, xrec) => {
           const rec = tidy(() => clamp(xrec, -1, 1));
           // Float images in [0, 1], not quantised (eval.md §2).
@@ -92,6 +91,10 @@ ${TOKENIZER_USAGE}`,
           dispose([rec, x01, r01]);
         },
       }, io);
+      if (report.stopped) {
+        io.err(`${stop.reason}: stopped after ${report.images} image(s); no report`);
+        return stop.exitCode();
+      }
       if (report.images < 2) throw new Error(`${dataDir}: ${report.images} image(s): rFID needs at least 2`);
       const rfid = frechetDistance(real.mean(), real.covariance(), fake.mean(), fake.covariance());
       const lpipsVgg = lpips ? lpipsSum / lpipsCount : null;
@@ -112,6 +115,7 @@ ${TOKENIZER_USAGE}`,
       }
       return EXIT_OK;
     } finally {
+      stop.dispose();
       net?.dispose();
       lpips?.dispose();
       model.dispose();

@@ -10,34 +10,11 @@ import {
 import type { Backend } from '@ibq/kernels';
 import { type Command, EXIT_FAILURE, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
+import { parseShard, shardRange } from '../samples.js';
+import { type StopController, watchStopSignals } from '../stop.js';
 import { existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
 
-export interface Shard {
-  index: number;
-  count: number;
-}
-
-/** `--shard i/n` (0 <= i < n), or `auto` from Slurm (SLURM_PROCID / SLURM_NTASKS) or an indexed Kubernetes Job (JOB_COMPLETION_INDEX / IBQ_SHARDS). */
-export function parseShard(v: unknown, env: NodeJS.ProcessEnv = process.env): Shard | null {
-  if (v === undefined) return null;
-  if (v === 'auto') {
-    const pairs: [string, string][] = [['SLURM_PROCID', 'SLURM_NTASKS'], ['JOB_COMPLETION_INDEX', 'IBQ_SHARDS']];
-    for (const [i, n] of pairs) {
-      if (env[i] !== undefined && env[n] !== undefined) return parseShard(`${env[i]}/${env[n]}`, {});
-    }
-    throw new UsageError('--shard auto: neither SLURM_PROCID/SLURM_NTASKS nor JOB_COMPLETION_INDEX/IBQ_SHARDS is set');
-  }
-  const m = typeof v === 'string' ? /^(\d+)\/(\d+)$/.exec(v) : null;
-  const index = m ? Number(m[1]) : NaN, count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index >= count) throw new UsageError(`--shard: expected i/n with 0 <= i < n (or auto), got '${String(v)}'`);
-  return { index, count };
-}
-
-/** The shard's contiguous slice of n items. */
-export function shardRange(n: number, shard: Shard | null): [number, number] {
-  if (!shard) return [0, n];
-  return [Math.floor((shard.index * n) / shard.count), Math.floor(((shard.index + 1) * n) / shard.count)];
-}
+type Shard = { index: number; count: number };
 
 function parseDims(values: OptionValues): InceptionDims {
   const v = values.dims ?? '2048';
@@ -52,24 +29,22 @@ function parseMode(values: OptionValues): InceptionMode {
   return v;
 }
 
-/** Yields to the event loop between batches (signals are handled there; see packages/cli/src/stop.ts once merged). */
-async function batchBoundary(): Promise<boolean> {
-  await new Promise((r) => setImmediate(r));
-  return false;
-}
-
 /** Statistics of a source: read from a file, or computed with the network. */
-async function statsOf(source: FidSource, ctx: { values: OptionValues; io: Io; shard: Shard | null; backend: () => Promise<Backend>; net: () => Promise<import('@ibq/eval').InceptionV3> }): Promise<{ partial: FeatureStats | null; gaussian: GaussianStats | null }> {
+async function statsOf(source: FidSource, ctx: { values: OptionValues; io: Io; shard: Shard; stop: StopController; backend: () => Promise<Backend>; net: () => Promise<import('@ibq/eval').InceptionV3> }): Promise<{ partial: FeatureStats | null; gaussian: GaussianStats | null }> {
   if (source.kind === 'stats') return { partial: null, gaussian: source.stats };
   if (source.kind === 'partial') return { partial: source.stats, gaussian: null };
   const dims = parseDims(ctx.values);
   const mode = parseMode(ctx.values);
   const batchSize = positiveInt(ctx.values, 'batch-size', 50);
   const net = await ctx.net();
-  const range = shardRange(sourceLength(source), ctx.shard);
+  const range = shardRange(sourceLength(source), ctx.shard.index, ctx.shard.count);
   const t0 = Date.now();
   const r = await extractFeatures(source, {
-    net, mode, taps: [TAP_OF_DIMS[dims]], batchSize, backend: await ctx.backend(), range, boundary: batchBoundary,
+    net, mode, taps: [TAP_OF_DIMS[dims]], batchSize, backend: await ctx.backend(), range,
+    boundary: async () => {
+      await ctx.stop.boundary();
+      return ctx.stop.requested;
+    },
     onProgress: (done, total) => {
       const rate = done / Math.max((Date.now() - t0) / 1000, 1e-9);
       ctx.io.status(`${source.path}: ${done}/${total} images  ${rate.toFixed(1)}/s`);
@@ -106,29 +81,37 @@ a .npz of uint8 NHWC images ('arr_0', the ADM sample format), a statistics .npz 
   --batch-size N      images per batch (default 50)
   --device D          auto (default), webgpu, cpu or reference
   --save-stats        compute PATH's statistics and write them to OUT.npz (mu, sigma)
-  --shard i/n|auto    with --save-stats: only the i-th of n contiguous slices of PATH; OUT gets
-                      partial statistics that 'ibq merge-stats' adds up to the one-run result`,
+  --shard i/n|auto    with --save-stats: only the i-th of n contiguous slices of PATH (auto: as
+                      'ibq sample'); OUT gets partial statistics that 'ibq merge-stats' adds
+                      up to the one-run result. Ctrl-C / SIGTERM stop at a batch boundary
+                      (exit 130 / 143) without writing anything`,
   options: {
     inception: { type: 'string' }, dims: { type: 'string' }, mode: { type: 'string' }, 'batch-size': { type: 'string' },
     device: { type: 'string' }, 'save-stats': { type: 'boolean' }, shard: { type: 'string' },
   },
   positionals: { names: ['PATH1', 'PATH2'], min: 2, max: 2 },
   async run(values, io, [path1, path2]) {
-    const shard = parseShard(values.shard);
-    if (shard && !values['save-stats']) throw new UsageError('--shard needs --save-stats (each shard writes partial statistics)');
+    const sharded = values.shard !== undefined;
+    const shard = parseShard(values.shard as string | undefined, io.env);
+    if (sharded && !values['save-stats']) throw new UsageError('--shard needs --save-stats (each shard writes partial statistics)');
     parseDims(values);
     parseMode(values);
     positiveInt(values, 'batch-size', 50);
     const sources: FidSource[] = [];
     let backend: Backend | null = null;
     let net: import('@ibq/eval').InceptionV3 | null = null;
+    const stop = watchStopSignals(io, 'finishing this batch, then stopping (nothing is written)');
+    const stopped = () => {
+      io.err(`${stop.reason}: stopped before the statistics were complete; nothing was written`);
+      return stop.exitCode();
+    };
     try {
       sources.push(openFidSource(path1));
       if (!values['save-stats']) sources.push(openFidSource(path2));
       const needsNet = sources.some((s) => s.kind === 'folder' || s.kind === 'images');
       if (needsNet) existingFile(requiredString(values, 'inception'), 'Inception weights');
       const ctx = {
-        values, io, shard,
+        values, io, shard, stop,
         backend: async () => (backend ??= await openBackend(values.device as string | undefined)),
         net: async () => {
           if (!net) {
@@ -143,7 +126,8 @@ a .npz of uint8 NHWC images ('arr_0', the ADM sample format), a statistics .npz 
       if (values['save-stats']) {
         if (sources[0].kind === 'stats') throw new UsageError(`${path1} holds statistics already`);
         const s = await statsOf(sources[0], ctx);
-        if (shard) {
+        if (stop.requested) return stopped();
+        if (sharded) {
           savePartialStats(path2, s.partial!);
           io.out(`wrote ${path2}: partial statistics of shard ${shard.index}/${shard.count} (${s.partial!.count} images, ${s.partial!.dim}-d)`);
         } else {
@@ -153,8 +137,11 @@ a .npz of uint8 NHWC images ('arr_0', the ADM sample format), a statistics .npz 
         }
         return EXIT_OK;
       }
-      const a = gaussianOf(path1, await statsOf(sources[0], ctx));
-      const b = gaussianOf(path2, await statsOf(sources[1], ctx));
+      const sa = await statsOf(sources[0], ctx);
+      if (stop.requested) return stopped();
+      const sb = await statsOf(sources[1], ctx);
+      if (stop.requested) return stopped();
+      const a = gaussianOf(path1, sa), b = gaussianOf(path2, sb);
       if (a.mu.length !== b.mu.length) {
         io.err(`ibq fid: ${path1} has ${a.mu.length}-d statistics but ${path2} has ${b.mu.length}-d (--dims must match)`);
         return EXIT_FAILURE;
@@ -162,6 +149,7 @@ a .npz of uint8 NHWC images ('arr_0', the ADM sample format), a statistics .npz 
       io.out(`FID: ${frechetDistance(a.mu, a.sigma, b.mu, b.sigma)}`);
       return EXIT_OK;
     } finally {
+      stop.dispose();
       for (const s of sources) closeSource(s);
       (net as import('@ibq/eval').InceptionV3 | null)?.dispose();
       (backend as Backend | null)?.destroy();

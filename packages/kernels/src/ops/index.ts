@@ -10,5 +10,6 @@ import './attention.js';
 import './loss.js';
 import './quantize.js';
 import './optim.js';
+import './sample.js';
 
 export {};

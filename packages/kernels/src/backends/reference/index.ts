@@ -11,5 +11,6 @@ import './attention.js';
 import './loss.js';
 import './quantize.js';
 import './optim.js';
+import './sample.js';
 
 export { ReferenceBackend, RefBuffer, view } from './backend.js';

@@ -12,5 +12,6 @@ import './random.js';
 import './loss.js';
 import './attention.js';
 import './quantize.js';
+import './sample.js';
 
 export { WebGpuBackend, GpuBuffer, type WebGpuOptions } from './backend.js';

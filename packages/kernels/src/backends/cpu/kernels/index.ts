@@ -9,3 +9,4 @@ import './misc.js';
 import './random.js';
 import './norm.js';
 import './attention.js';
+import './sample.js';
