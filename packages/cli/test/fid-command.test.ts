@@ -153,7 +153,7 @@ describe('ibq fid on bad input', () => {
     expect(t.err).toMatch(/truncated\.safetensors: cannot read Inception weights/);
 
     const hostile = join(dir, 'hostile.pth');
-    copyFileSync(join(REPO, 'packages/tensor/test/fixtures/hostile_posix_system.pt'), hostile);
+    copyFileSync(join(REPO, 'packages/formats/test/fixtures/hostile_posix_system.pt'), hostile);
     const h = await ibq(['fid', join(FX, 'fid_images'), join(FX, 'fid_images'), '--inception', hostile, '--device', 'cpu']);
     expect(h.code).toBe(1);
     expect(h.err).toMatch(/hostile\.pth: cannot read Inception weights/);
@@ -202,4 +202,23 @@ describe('ibq eval-tokenizer', () => {
     expect(json.codes_used).toBeGreaterThan(0);
     expect(r.out).toMatch(new RegExp(`^rFID\\s+${json.rfid.toFixed(4)}$`, 'm'));
   }, 600_000);
+});
+
+describe('ibq fid and signals', () => {
+  it('SIGINT during feature extraction stops at a batch boundary: exit 130, nothing written', async () => {
+    const { spawn } = await import('node:child_process');
+    const out = join(dir, 'interrupted.npz');
+    const child = spawn(process.execPath, [CLI, 'fid', '--save-stats', join(FX, 'fid_images'), out, '--dims', '64', '--inception', WEIGHTS, '--device', 'cpu', '--batch-size', '1'], { cwd: REPO });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+      // The weights note comes after loading, before the first batch.
+      if (/not pytorch-fid's/.test(err) && !child.killed) child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(code, err).toBe(130);
+    expect(err).toMatch(/nothing was written/);
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(out)).toBe(false);
+  }, 120_000);
 });
