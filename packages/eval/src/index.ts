@@ -15,3 +15,4 @@ export { InceptionWeightsError, loadInception, loadInceptionState, sha256File, t
 export { fnv1a32, lowbias32, syntheticImage, syntheticInceptionState, syntheticValues } from './synthetic-weights.js';
 export * from './fid.js';
 export { inceptionScore, IS_SPLIT_SIZE, manifoldRadii, pairwiseSquaredDistances, PR_NEIGHBOURHOOD, precisionRecall, type InceptionScore } from './adm-metrics.js';
+export { ALEX_CHANNELS, alexHeadShapes, alexStateShapes, LpipsAlex, loadLpipsAlex } from './lpips-alex.js';
