@@ -13,23 +13,15 @@ import {
 } from '@ibq/tensor';
 import { type Backend, supportsF16 } from '@ibq/kernels';
 import { uniformAt } from '@ibq/data';
-import { type GPTConfig, LABEL_DROP_PROB } from './config.js';
+import { type ArTrainSettings, type GPTConfig, LABEL_DROP_PROB } from './config.js';
 import { GPT, dropLabels } from './model.js';
 
-/** The recipe's numbers (official YAML: model.init_args and trainer). */
-export interface ArRecipe {
-  /** Peak LR (3e-4). */
-  learning_rate: number;
-  /** Start weight decay (0.05). */
-  weight_decay: number;
-  /** Warm-up epochs, warm-up start ratio, final LR ratio, final weight decay (0: constant). */
-  wp: number;
-  wp0: number;
-  wpe: number;
-  twde: number;
-  /** Global-norm clipping (1.0); 0 or null: none. */
-  gradient_clip_val: number | null;
-}
+/**
+ * The recipe's numbers (official YAML: model.init_args and trainer): peak LR (3e-4), start
+ * weight decay (0.05), warm-up epochs, warm-up start ratio, final LR ratio, final weight decay
+ * (0: constant), global-norm clipping (1.0; 0 or null: none).
+ */
+export type ArRecipe = Pick<ArTrainSettings, 'learning_rate' | 'weight_decay' | 'wp' | 'wp0' | 'wpe' | 'twde' | 'gradient_clip_val'>;
 
 export type ArPrecision = '32' | '16-mixed';
 

@@ -9,11 +9,11 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { floatToImage, type IdxImageDataset, imageToFloat, openMnist, tileImages, TokenShardDataset, writePng } from '@ibq/data';
 import { loadArConfig } from '@ibq/ar';
-import { accuracy, classifyImages, frechetDistance, trainDemoClassifier } from '@ibq/eval';
+import { accuracy, classifyImages, frechetDistance, sha256File, trainDemoClassifier } from '@ibq/eval';
 import { DEMO_CONFIG_YAML, type IBQTokenizer, demoConfig } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
 import { decodeSamples, runArTraining, validationLoss } from './ar-training.js';
-import { sha256File, TokenFolderMismatchError, tokenizeToShards } from './commands/tokenize.js';
+import { TokenFolderMismatchError, tokenizeToShards } from './commands/tokenize.js';
 import type { Io } from './io.js';
 import type { StopController } from './stop.js';
 

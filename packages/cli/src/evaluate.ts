@@ -4,7 +4,7 @@
 import { BatchLoader, type ImageDataset } from '@ibq/data';
 import { CodebookUsageCounter, ReconstructionMetricsAccumulator, reconstructionMetrics } from '@ibq/eval';
 import type { IBQTokenizer } from '@ibq/ibq';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
+import { type Tensor, dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
 import type { StopController } from './stop.js';
 
@@ -21,7 +21,12 @@ export interface ReconstructionReport {
 
 export async function evaluateReconstruction(
   model: IBQTokenizer, dataset: ImageDataset,
-  o: { batchSize: number; resolution: number; nEmbed: number; transform?: { resize: number; crop: 'center' }; stop?: StopController }, io: Io,
+  o: {
+    batchSize: number; resolution: number; nEmbed: number; transform?: { resize: number; crop: 'center' }; stop?: StopController;
+    /** More metrics of each batch (originals and raw reconstructions, NCHW in [-1, 1]; clamp the latter). */
+    onBatch?: (x: Tensor, xrec: Tensor) => Promise<void>;
+  },
+  io: Io,
 ): Promise<ReconstructionReport> {
   if (o.stop) o.stop.stopping = 'finishing this batch, then stopping the evaluation';
   const loader = new BatchLoader(dataset, { batchSize: o.batchSize, shuffle: false, dropLast: false, transform: o.transform, onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`) });
@@ -33,6 +38,7 @@ export async function evaluateReconstruction(
     for await (const batch of loader.epoch(0)) {
       const x = tensor(batch.images, [batch.size, 3, batch.height, batch.width]);
       const { xrec, indices, losses } = noGrad(() => model.forward(x));
+      if (o.onBatch) await o.onBatch(x, xrec);
       const m = reconstructionMetrics(batch.images, await xrec.data(), batch.size, batch.height, batch.width);
       acc.addValues(m.psnr, m.ssim);
       usage.add(await indices.data());

@@ -9,6 +9,9 @@ import { decodeCommand } from './commands/decode.js';
 import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
+import { evalSamplesCommand } from './commands/eval-samples.js';
+import { evalTokenizerCommand } from './commands/eval-tokenizer.js';
+import { fidCommand, mergeStatsCommand } from './commands/fid.js';
 import { reconstructCommand } from './commands/reconstruct.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainArCommand } from './commands/train-ar.js';
@@ -23,6 +26,7 @@ export const VERSION = '0.1.0';
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
   sampleCommand, mergeSamplesCommand, tokenizeCommand, trainArCommand,
+  fidCommand, mergeStatsCommand, evalSamplesCommand, evalTokenizerCommand,
 ];
 
 export function usage(): string {

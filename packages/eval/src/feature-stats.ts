@@ -110,7 +110,11 @@ export interface GaussianStats {
   sigma: Float64Array;
 }
 
-/** Writes partial statistics (count, sum, cross) to an .npz that `ibq merge-stats` reads back. */
+/**
+ * Writes partial statistics (count, sum, cross: what `ibq merge-stats` adds up) to an .npz,
+ * with `mu` and `sigma` beside them once there are 2 rows, so that the same file is also a
+ * pytorch-fid statistics file.
+ */
 export function savePartialStats(path: string, stats: FeatureStats): void {
   const { count, sum, crossUpper } = stats.sums();
   const d = stats.dim;
@@ -118,7 +122,14 @@ export function savePartialStats(path: string, stats: FeatureStats): void {
     count: { data: Float64Array.of(count), shape: [] },
     sum: { data: sum, shape: [d] },
     cross: { data: crossUpper, shape: [d, d] },
+    ...(count >= 2 ? { mu: { data: stats.mean(), shape: [d] }, sigma: { data: stats.covariance(), shape: [d, d] } } : {}),
   });
+}
+
+/** Writes pytorch-fid's statistics file (`mu`, `sigma`, float64). */
+export function saveGaussianStats(path: string, stats: GaussianStats): void {
+  const d = stats.mu.length;
+  writeNpz(path, { mu: { data: stats.mu, shape: [d] }, sigma: { data: stats.sigma, shape: [d, d] } });
 }
 
 /** Reads partial statistics written by savePartialStats; names the file and key on bad input. */

@@ -16,13 +16,9 @@
 // reference keeps LPIPS in eval mode (spec training.md §4), so the dropout is the identity;
 // this port has no dropout at all: LPIPS here is always deterministic, whatever train() says.
 
-import { access } from 'node:fs/promises';
 import {
-  CheckpointError,
   type HostTensor,
-  SafetensorsReader,
   type Tensor,
-  TorchCheckpoint,
   add,
   conv2d,
   div,
@@ -38,6 +34,7 @@ import {
   tensor,
   tidy,
 } from '@ibq/tensor';
+import { type WeightFile, openWeightFile } from './weight-file.js';
 import { VGG16_WIDTHS, Vgg16Features, checkWidths, sliceKeyToFeatures, vgg16StateShapes } from './vgg16.js';
 
 export { VGG16_WIDTHS, Vgg16Features, maxPool2x2, vgg16Layers, vgg16StateShapes, type Vgg16Widths } from './vgg16.js';
@@ -211,44 +208,6 @@ function describeProblem(p: LpipsWeightsError['problems'][number]): string {
   list('unexpected keys', p.unexpected, 20);
   list('shape mismatches', p.mismatched, 100);
   return parts.join('\n');
-}
-
-/** A weights file opened for reading its tensors one at a time. */
-interface WeightFile {
-  path: string;
-  shapes: Map<string, readonly number[]>;
-  read(key: string): Promise<HostTensor>;
-  close(): Promise<void>;
-}
-
-async function openWeightFile(path: string): Promise<WeightFile> {
-  await access(path).catch(() => {
-    throw new CheckpointError(path, 'file not found or not readable');
-  });
-  if (path.endsWith('.safetensors')) {
-    const r = await SafetensorsReader.open(path);
-    return {
-      path,
-      shapes: new Map(r.keys().map((k) => [k, r.info(k).shape])),
-      read: (k) => r.read(k),
-      close: () => r.close(),
-    };
-  }
-  // Weights-only: nothing in the file is executed; unknown globals (a Lightning checkpoint's
-  // hyper-parameter objects) stay inert records, and only tensors are used.
-  const ck = await TorchCheckpoint.open(path, { unknownGlobals: 'opaque' });
-  try {
-    const refs = ck.stateDict();
-    return {
-      path,
-      shapes: new Map([...refs].map(([k, r]) => [k, r.shape])),
-      read: (k) => ck.read(refs.get(k)!),
-      close: () => ck.close(),
-    };
-  } catch (e) {
-    await ck.close();
-    throw e;
-  }
 }
 
 /** What a source provides for each LPIPS key: a file entry, or a constant. */

@@ -201,4 +201,26 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, o: Conv2dOptio
 }
 
 export const upsampleNearest2x = (x: Tensor) => apply('upsample_nearest2x', [x])[0];
-export const resizeBilinear = (x: Tensor, size: [number, number]) => apply('resize_bilinear', [x], { size })[0];
+/** Bilinear resize (align_corners false); halfPixel false: TF1's legacy ResizeBilinear (no half-pixel offset). */
+export const resizeBilinear = (x: Tensor, size: [number, number], o: { halfPixel?: boolean } = {}) =>
+  apply('resize_bilinear', [x], o.halfPixel === false ? { size, halfPixel: false } : { size })[0];
+
+export interface Pool2dOptions {
+  /** Default: the kernel size. */
+  stride?: number | [number, number];
+  /** Symmetric padding, or [top, bottom, left, right]. */
+  padding?: number | [number, number, number, number];
+}
+
+function poolAttrs(kernel: number | [number, number], o: Pool2dOptions): Record<string, unknown> {
+  const kernelSize = typeof kernel === 'number' ? [kernel, kernel] : kernel;
+  const s = o.stride ?? kernelSize, p = o.padding ?? 0;
+  return { kernelSize, stride: typeof s === 'number' ? [s, s] : s, padding: typeof p === 'number' ? [p, p, p, p] : p };
+}
+
+/** F.max_pool2d (ceil_mode false); no gradient. */
+export const maxPool2d = (x: Tensor, kernel: number | [number, number], o: Pool2dOptions = {}) =>
+  apply('max_pool2d', [x], poolAttrs(kernel, o))[0];
+/** F.avg_pool2d (ceil_mode false); countIncludePad false divides by the window's elements inside x. No gradient. */
+export const avgPool2d = (x: Tensor, kernel: number | [number, number], o: Pool2dOptions & { countIncludePad?: boolean } = {}) =>
+  apply('avg_pool2d', [x], { ...poolAttrs(kernel, o), countIncludePad: o.countIncludePad ?? true })[0];

@@ -5,12 +5,13 @@
 // the shards between processes; corrupt images are skipped, counted and reported.
 
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   augmentViews, BatchLoader, Cifar10Dataset, type ImageDataset, ImageFolderDataset, openMnist, readShardRecord, readTokenIndex,
   type TokenAugmentation, type TokenShardIndex, type TokenShardRecord, viewCount, writeIndexedShard, writeTokenIndex,
 } from '@ibq/data';
+import { sha256File } from '@ibq/eval';
 import { type IBQConfig, type IBQTokenizer, latentSize } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
@@ -44,12 +45,6 @@ export async function openImageSource(values: OptionValues, split: 'train' | 'te
   }
   existingFile(data, 'data folder');
   return { dataset: await ImageFolderDataset.open(data), source: data, split: 'folder' };
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** Items [start, start + length) of a dataset, as a dataset. */

@@ -1,8 +1,8 @@
 // Convolution family, NCHW: conv2d and its data / weight gradients, nearest 2x upsampling and
-// its gradient, bilinear resize. PyTorch semantics (cross-correlation, no dilation, groups 1).
+// its gradient, bilinear resize (PyTorch's and TF1's), max and average pooling. PyTorch semantics (cross-correlation, no dilation, groups 1).
 
 import { defineOps, type OpCase, type ShapeDtype, type VjpContext } from '../op.js';
-import { intArrayAttr } from '../shape.js';
+import { boolAttr, intArrayAttr } from '../shape.js';
 import { OpError, type TensorInfo } from '../types.js';
 
 /** Stride and padding of a conv2d-family call, validated; every backend's kernels read them through this. */
@@ -202,7 +202,9 @@ defineOps([
     name: 'resize_bilinear',
     doc: "Bilinear resize of an NCHW tensor to size [OH, OW], as F.interpolate(mode='bilinear', align_corners=False, antialias=False): "
       + 'the source row of output row i is max((i+0.5)*H/OH - 0.5, 0), its neighbours floor(src) and floor(src)+1 clamped to the '
-      + 'last row, weighted by the fraction; columns likewise. H, W, OH, OW must be >= 1. No gradient.',
+      + 'last row, weighted by the fraction; columns likewise. With halfPixel false (default true), the source row is i*H/OH '
+      + "instead: TensorFlow 1's legacy ResizeBilinear (align_corners=False, half_pixel_centers=False), the ADM evaluator's resize. "
+      + 'H, W, OH, OW must be >= 1. No gradient.',
     inputs: [{ name: 'x', kind: 'float' }],
     outputs: ['y'],
     infer: ([x], attrs) => {
@@ -210,6 +212,7 @@ defineOps([
       const [N, C, H, W] = rank4(op, 'x', x);
       if (H < 1 || W < 1) throw new OpError(op, `input 'x' must have height and width >= 1, got [${x.shape}]`);
       const [OH, OW] = pairAttr(op, attrs, 'size', 1);
+      boolAttr(op, attrs, 'halfPixel', true);
       return [{ shape: [N, C, OH, OW], dtype: x.dtype }];
     },
     tolerance: 'accumulate',
@@ -221,6 +224,56 @@ defineOps([
       { name: 'size-1-input', shapes: [[1, 2, 1, 1]], attrs: { size: [3, 4] } },
       { name: 'size-1-output', shapes: [[1, 1, 5, 6]], attrs: { size: [1, 1] } },
       { name: 'empty-batch', shapes: [[0, 3, 4, 4]], attrs: { size: [2, 2] } },
+      { name: 'tf1-upscale', shapes: [[2, 3, 5, 7]], attrs: { size: [12, 9], halfPixel: false } },
+      { name: 'tf1-downscale', shapes: [[1, 3, 16, 13]], attrs: { size: [5, 6], halfPixel: false } },
+      { name: 'tf1-size-1', shapes: [[1, 2, 1, 4]], attrs: { size: [3, 1], halfPixel: false } },
     ],
   },
+  ...(['max_pool2d', 'avg_pool2d'] as const).map((name) => ({
+    name,
+    doc: name === 'max_pool2d'
+      ? 'Max pooling of an NCHW tensor (F.max_pool2d, ceil_mode false, no dilation): y[n,c,i,j] = the maximum of x over rows '
+        + 'i*sh-pt .. i*sh-pt+KH-1 and columns j*sw-pl .. j*sw-pl+KW-1 inside x (padding never wins: it is -inf). '
+        + 'y is [N, C, floor((H+pt+pb-KH)/sh)+1, floor((W+pl+pr-KW)/sw)+1]; padding at most half the kernel. No gradient.'
+      : 'Average pooling of an NCHW tensor (F.avg_pool2d, ceil_mode false): the sum of x over the window (as max_pool2d\'s) '
+        + 'divided by KH*KW when countIncludePad (default true), else by the number of window elements inside x '
+        + "(TensorFlow's SAME average pool, pytorch-fid's patched Inception blocks). No gradient.",
+    inputs: [{ name: 'x', kind: 'float' as const }],
+    outputs: ['y'],
+    infer: ([x]: readonly ShapeDtype[], attrs: Record<string, unknown>) => {
+      const [N, C, H, W] = rank4(name, 'x', x);
+      const { kh, kw, g } = poolGeometry(name, attrs);
+      const [oh, ow] = conv2dOutputSize(name, g, H, W, kh, kw);
+      return [{ shape: [N, C, oh, ow], dtype: x.dtype }];
+    },
+    tolerance: (name === 'max_pool2d' ? 'exact' : 'elementwise') as 'exact' | 'elementwise',
+    cases: poolCases(name === 'avg_pool2d'),
+  })),
 ]);
+
+/** Kernel size, stride (default: the kernel) and padding of a pooling call, validated. */
+export function poolGeometry(op: string, attrs: Record<string, unknown>): { kh: number; kw: number; g: Conv2dGeometry; countIncludePad: boolean } {
+  const [kh, kw] = pairAttr(op, attrs, 'kernelSize', 1);
+  const g = conv2dGeometry(op, { stride: [kh, kw], ...attrs });
+  if (2 * Math.max(g.pt, g.pb) > kh || 2 * Math.max(g.pl, g.pr) > kw) {
+    throw new OpError(op, `padding ${JSON.stringify([g.pt, g.pb, g.pl, g.pr])} must be at most half the kernel ${kh}x${kw}`);
+  }
+  return { kh, kw, g, countIncludePad: boolAttr(op, attrs, 'countIncludePad', true) };
+}
+
+function poolCases(avg: boolean): OpCase[] {
+  const cases: OpCase[] = [
+    { name: 'inception-3x3-s2', shapes: [[2, 3, 9, 11]], attrs: { kernelSize: [3, 3], stride: [2, 2] } },
+    { name: '3x3-s1-pad1', shapes: [[2, 5, 7, 6]], attrs: { kernelSize: [3, 3], stride: [1, 1], padding: [1, 1, 1, 1] } },
+    { name: '2x2-default-stride', shapes: [[1, 4, 8, 7]], attrs: { kernelSize: [2, 2] } },
+    { name: 'rect-asym-pad', shapes: [[2, 3, 5, 9]], attrs: { kernelSize: [2, 4], stride: [1, 3], padding: [1, 0, 2, 1] } },
+    { name: 'size-1', shapes: [[1, 1, 1, 1]], attrs: { kernelSize: [3, 3], stride: [1, 1], padding: [1, 1, 1, 1] } },
+    { name: 'empty-batch', shapes: [[0, 3, 4, 4]], attrs: { kernelSize: [3, 3], stride: [2, 2] } },
+  ];
+  if (!avg) return cases;
+  return [
+    ...cases,
+    { name: 'exclude-pad-3x3', shapes: [[2, 5, 7, 6]], attrs: { kernelSize: [3, 3], stride: [1, 1], padding: [1, 1, 1, 1], countIncludePad: false } },
+    { name: 'exclude-pad-asym', shapes: [[2, 3, 5, 9]], attrs: { kernelSize: [2, 4], stride: [1, 3], padding: [1, 0, 2, 1], countIncludePad: false } },
+  ];
+}

@@ -99,6 +99,8 @@ export interface CpuExports {
   layerNormGrad(dy: number, x: number, w: number, mean: number, rstd: number, dx: number, partW: number, partB: number, D: number, rows: number, k0: number, k1: number): void;
   /** assembly/random.ts (i32, usize, usize, u32, u32, f64, f64, f64, i32, i32): void */
   philoxFill(kind: number, x: number, y: number, seedLo: number, seedHi: number, offset: number, a: number, b: number, i0: number, i1: number): void;
+  /** assembly/resample.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32): void */
+  pool2d(x: number, y: number, p0: number, p1: number, H: number, W: number, OH: number, OW: number, KH: number, KW: number, sh: number, sw: number, pt: number, pl: number, isMax: number, includePad: number): void;
   /** assembly/reduce.ts (i32, usize, usize, i32, i32, i32, i32): void */
   reduce(op: number, x: number, y: number, reduced: number, inner: number, o0: number, o1: number): void;
   /** assembly/resample.ts (usize, usize, i32, i32, i32, i32, i32, i32, usize, usize): void */
@@ -144,10 +146,10 @@ export const CPU_EXPORT_NAMES: readonly CpuExportName[] = [
   'fill32', 'gatherRows', 'gemm', 'gemmTiles', 'groupNorm', 'groupNormGrad',
   'groupNormGradChannels', 'heapBase', 'ibqFwdPass1', 'ibqFwdPass1State', 'ibqFwdPass1Units', 'ibqFwdPass2',
   'ibqFwdPass2Units', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState', 'ibqGradPassAUnits', 'ibqGradPassB',
-  'ibqGradPassBUnits', 'ibqGradSetup', 'layerNorm', 'layerNormGrad', 'philoxFill', 'reduce',
-  'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope', 'scatterAddRows', 'siluGrad',
-  'softmax', 'sqDiffSum', 'sumRun', 'unary', 'upsample2x', 'upsample2xGrad',
-  'where',
+  'ibqGradPassBUnits', 'ibqGradSetup', 'layerNorm', 'layerNormGrad', 'philoxFill', 'pool2d',
+  'reduce', 'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope', 'scatterAddRows',
+  'siluGrad', 'softmax', 'sqDiffSum', 'sumRun', 'unary', 'upsample2x',
+  'upsample2xGrad', 'where',
 ];
 
 /** Integer constants of each assembly module (op codes, descriptor fields, sizes). */

@@ -1,7 +1,8 @@
 // Reference kernels for src/ops/conv.ts: direct loops, float64 accumulation.
 
 import { registerKernel } from '../../dispatch.js';
-import { conv2dGeometry } from '../../ops/conv.js';
+import { conv2dGeometry, poolGeometry } from '../../ops/conv.js';
+import { boolAttr } from '../../shape.js';
 import { type ReferenceBackend, view } from './backend.js';
 
 const R = 'reference';
@@ -125,19 +126,21 @@ registerKernel<ReferenceBackend>('upsample_nearest2x_grad', R, (_b, [dy], [dx]) 
  * PyTorch's source index for align_corners=False without a scale factor: (dst+0.5)*in/out - 0.5,
  * clamped below at 0; returns the two neighbours (the second clamped to the edge) and the weight of the second.
  */
-function sourceTaps(dst: number, inSize: number, outSize: number): [number, number, number] {
-  const src = Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0);
+function sourceTaps(dst: number, inSize: number, outSize: number, halfPixel: boolean): [number, number, number] {
+  // TF1 legacy (halfPixel false): src = dst * in/out, never negative.
+  const src = halfPixel ? Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0) : dst * (inSize / outSize);
   const i0 = Math.floor(src);
   const i1 = i0 < inSize - 1 ? i0 + 1 : i0;
   return [i0, i1, src - i0];
 }
 
-registerKernel<ReferenceBackend>('resize_bilinear', R, (_b, [x], [y]) => {
+registerKernel<ReferenceBackend>('resize_bilinear', R, (_b, [x], [y], attrs) => {
   const [N, C, H, W] = x.shape;
   const [, , OH, OW] = y.shape;
+  const halfPixel = boolAttr('resize_bilinear', attrs, 'halfPixel', true);
   const xv = view(x), yv = view(y);
-  const rows = Array.from({ length: OH }, (_, i) => sourceTaps(i, H, OH));
-  const cols = Array.from({ length: OW }, (_, j) => sourceTaps(j, W, OW));
+  const rows = Array.from({ length: OH }, (_, i) => sourceTaps(i, H, OH, halfPixel));
+  const cols = Array.from({ length: OW }, (_, j) => sourceTaps(j, W, OW, halfPixel));
   for (let p = 0; p < N * C; p++) {
     const base = p * H * W;
     for (let i = 0; i < OH; i++) {
@@ -151,3 +154,29 @@ registerKernel<ReferenceBackend>('resize_bilinear', R, (_b, [x], [y]) => {
     }
   }
 });
+
+for (const op of ['max_pool2d', 'avg_pool2d'] as const) {
+  registerKernel<ReferenceBackend>(op, R, (_b, [x], [y], attrs) => {
+    const { kh, kw, g, countIncludePad } = poolGeometry(op, attrs);
+    const [N, C, H, W] = x.shape;
+    const [, , OH, OW] = y.shape;
+    const xv = view(x), yv = view(y);
+    for (let p = 0; p < N * C; p++) {
+      for (let i = 0; i < OH; i++) {
+        for (let j = 0; j < OW; j++) {
+          const h0 = i * g.sh - g.pt, w0 = j * g.sw - g.pl;
+          let acc = op === 'max_pool2d' ? -Infinity : 0, inside = 0;
+          for (let h = Math.max(h0, 0); h < Math.min(h0 + kh, H); h++) {
+            for (let w = Math.max(w0, 0); w < Math.min(w0 + kw, W); w++) {
+              const v = xv[(p * H + h) * W + w];
+              if (op === 'max_pool2d') acc = v > acc || Number.isNaN(v) ? v : acc;
+              else acc += v;
+              inside++;
+            }
+          }
+          yv[(p * OH + i) * OW + j] = op === 'max_pool2d' ? acc : acc / (countIncludePad ? kh * kw : inside);
+        }
+      }
+    }
+  });
+}

@@ -3,11 +3,11 @@
 //   conv2d:             Y[n,o,p]  = W[o, (c,kh,kw)] . X_col[(c,kh,kw), (n,p)]   M=O, N=N*OH*OW, K=C*KH*KW
 //   conv2d_grad_input:  dX[n,c,q] = W^T[c, (o,kh,kw)] . dY_col[(o,kh,kw), (n,q)] M=C, N=N*H*W,  K=O*KH*KW
 //   conv2d_grad_weight: dW[o,(c,kh,kw)] = dY[o, (n,p)] . X_col^T[(n,p), (c,kh,kw)] M=O, N=C*KH*KW, K=N*OH*OW
-// upsample / resize are one thread per output element.
+// upsample / resize / pooling are one thread per output element.
 
 import { registerKernel } from '../../dispatch.js';
-import { conv2dGeometry } from '../../ops/conv.js';
-import { intArrayAttr } from '../../shape.js';
+import { conv2dGeometry, poolGeometry } from '../../ops/conv.js';
+import { boolAttr, intArrayAttr } from '../../shape.js';
 import { type TensorInfo, sizeOf } from '../../types.js';
 import type { WebGpuBackend } from './backend.js';
 import { type MatmulTile, gemmGrid, gemmProgram, tileFor } from './matmul.js';
@@ -150,7 +150,7 @@ registerKernel<WebGpuBackend>('conv2d_grad_weight', W, (be, [x, dy], [dw], attrs
   runConv(be, 'dw', [x, dy], dw, [N, C, H, Wd, O, KH, KW, OH, OW, g.sh, g.sw, g.pt, g.pl], O, C * KH * KW, N * OH * OW);
 });
 
-const mapProgram = memo((t: string, kind: 'up' | 'upgrad' | 'bilinear'): Program => {
+const mapProgram = memo((t: string, kind: 'up' | 'upgrad' | 'bilinear' | 'bilinear_tf1'): Program => {
   const ld = (e: string) => (t === 'f32' ? e : `f32(${e})`);
   const st = (e: string) => (t === 'f32' ? e : `${t}(${e})`);
   let body: string;
@@ -164,10 +164,14 @@ const mapProgram = memo((t: string, kind: 'up' | 'upgrad' | 'bilinear'): Program
   let v = (${ld('X[base]')} + ${ld('X[base + 1u]')}) + (${ld('X[base + P.W]')} + ${ld('X[base + P.W + 1u]')});
   Y[P.offY + i] = ${st('v')};`;
   } else {
+    // TF1 legacy (bilinear_tf1): the source coordinate is dst * in/out, without the half-pixel offset.
+    const src = (o: string, n: string, on: string) => (kind === 'bilinear'
+      ? `max((f32(${o}) + 0.5) * (f32(P.${n}) / f32(P.${on})) - 0.5, 0.0)`
+      : `f32(${o}) * (f32(P.${n}) / f32(P.${on}))`);
     body = `let p = i / (P.OH * P.OW); let r = i % (P.OH * P.OW);
   let oi = r / P.OW; let oj = r % P.OW;
-  let sy = max((f32(oi) + 0.5) * (f32(P.H) / f32(P.OH)) - 0.5, 0.0);
-  let sx = max((f32(oj) + 0.5) * (f32(P.W) / f32(P.OW)) - 0.5, 0.0);
+  let sy = ${src('oi', 'H', 'OH')};
+  let sx = ${src('oj', 'W', 'OW')};
   let h0 = min(u32(floor(sy)), P.H - 1u); let h1 = min(h0 + 1u, P.H - 1u);
   let w0 = min(u32(floor(sx)), P.W - 1u); let w1 = min(w0 + 1u, P.W - 1u);
   let lh = sy - f32(h0); let lw = sx - f32(w0);
@@ -191,7 +195,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   };
 });
 
-function runMap(be: WebGpuBackend, kind: 'up' | 'upgrad' | 'bilinear', x: TensorInfo, y: TensorInfo): void {
+function runMap(be: WebGpuBackend, kind: 'up' | 'upgrad' | 'bilinear' | 'bilinear_tf1', x: TensorInfo, y: TensorInfo): void {
   const [, , H, Wd] = x.shape;
   const [, , OH, OW] = y.shape;
   const n = sizeOf(y.shape);
@@ -203,8 +207,56 @@ registerKernel<WebGpuBackend>('upsample_nearest2x', W, (be, [x], [y]) => runMap(
 registerKernel<WebGpuBackend>('upsample_nearest2x_grad', W, (be, [dy], [dx]) => runMap(be, 'upgrad', dy, dx));
 registerKernel<WebGpuBackend>('resize_bilinear', W, (be, [x], [y], attrs) => {
   intArrayAttr('resize_bilinear', attrs, 'size');
-  runMap(be, 'bilinear', x, y);
+  runMap(be, boolAttr('resize_bilinear', attrs, 'halfPixel', true) ? 'bilinear' : 'bilinear_tf1', x, y);
 });
+
+/** Max / average pooling, one thread per output element; the window is clipped to the plane. */
+const poolProgram = memo((t: string, isMax: boolean): Program => {
+  const ld = (e: string) => (t === 'f32' ? e : `f32(${e})`);
+  const st = (e: string) => (t === 'f32' ? e : `${t}(${e})`);
+  const init = isMax ? '-3.4028234663852886e38' : '0.0';
+  // NaN propagates as in PyTorch: v != v is true only for NaN.
+  const step = isMax ? 'if (v > acc || v != v) { acc = v; }' : 'acc += v;';
+  const result = isMax ? 'acc' : 'acc / f32(select((hb - ha) * (wb - wa), P.KH * P.KW, P.includePad != 0u))';
+  return {
+    name: isMax ? 'max_pool2d' : 'avg_pool2d',
+    inputs: [{ name: 'X', type: t as 'f32' }],
+    outputs: [{ name: 'Y', type: t as 'f32' }],
+    uniforms: [['n', 'u32'], ['H', 'u32'], ['W', 'u32'], ['OH', 'u32'], ['OW', 'u32'], ['offX', 'u32'], ['offY', 'u32'],
+      ['KH', 'u32'], ['KW', 'u32'], ['sh', 'u32'], ['sw', 'u32'], ['pt', 'u32'], ['pl', 'u32'], ['includePad', 'u32']],
+    body: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = wg_linear(wid, nwg) * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  let p = i / (P.OH * P.OW); let r = i % (P.OH * P.OW);
+  let h0 = i32((r / P.OW) * P.sh) - i32(P.pt); let w0 = i32((r % P.OW) * P.sw) - i32(P.pl);
+  let ha = u32(max(h0, 0)); let hb = u32(min(h0 + i32(P.KH), i32(P.H)));
+  let wa = u32(max(w0, 0)); let wb = u32(min(w0 + i32(P.KW), i32(P.W)));
+  let base = P.offX + p * P.H * P.W;
+  var acc = ${init};
+  for (var h = ha; h < hb; h++) {
+    for (var w = wa; w < wb; w++) {
+      let v = ${ld('X[base + h * P.W + w]')};
+      ${step}
+    }
+  }
+  Y[P.offY + i] = ${st(result)};
+}`,
+  };
+});
+
+for (const op of ['max_pool2d', 'avg_pool2d'] as const) {
+  registerKernel<WebGpuBackend>(op, W, (be, [x], [y], attrs) => {
+    const { kh, kw, g, countIncludePad } = poolGeometry(op, attrs);
+    const [, , H, Wd] = x.shape;
+    const [, , OH, OW] = y.shape;
+    const n = sizeOf(y.shape);
+    const bx = be.bindView(x), by = be.bindView(y);
+    be.dispatch(poolProgram(wgslType(x.dtype), op === 'max_pool2d'), [bx.ref], [by.ref],
+      [n, H, Wd, OH, OW, bx.elemOffset, by.elemOffset, kh, kw, g.sh, g.sw, g.pt, g.pl, countIncludePad ? 1 : 0], groups(n, WG));
+  });
+}
 
 /**
  * Direct convolutions for software adapters: each thread accumulates TM channels x TN positions

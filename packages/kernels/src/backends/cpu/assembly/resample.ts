@@ -64,3 +64,43 @@ export function resizeBilinear(x: usize, y: usize, p0: i32, p1: i32, H: i32, W: 
     }
   }
 }
+
+/**
+ * Max (isMax 1) or average pooling of planes [p0, p1) from H x W to OH x OW: the window of
+ * output (i, j) is rows i*sh-pt .. +KH-1, columns j*sw-pl .. +KW-1, clipped to the plane.
+ * Average: the sum divided by KH*KW (includePad 1) or by the clipped window's size.
+ */
+export function pool2d(x: usize, y: usize, p0: i32, p1: i32, H: i32, W: i32, OH: i32, OW: i32,
+  KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, isMax: i32, includePad: i32): void {
+  for (let p = p0; p < p1; p++) {
+    const base = x + (<usize>(p * H * W) << 2);
+    const out = y + (<usize>(p * OH * OW) << 2);
+    for (let i = 0; i < OH; i++) {
+      const h0 = i * sh - pt;
+      const ha = max(h0, 0), hb = min(h0 + KH, H);
+      for (let j = 0; j < OW; j++) {
+        const w0 = j * sw - pl;
+        const wa = max(w0, 0), wb = min(w0 + KW, W);
+        let r: f32;
+        if (isMax) {
+          r = -Infinity;
+          for (let h = ha; h < hb; h++) {
+            const row = base + (<usize>(h * W) << 2);
+            for (let w = wa; w < wb; w++) {
+              const v = load<f32>(row + (<usize>w << 2));
+              if (v > r || isNaN(v)) r = v;
+            }
+          }
+        } else {
+          let s: f64 = 0;
+          for (let h = ha; h < hb; h++) {
+            const row = base + (<usize>(h * W) << 2);
+            for (let w = wa; w < wb; w++) s += <f64>load<f32>(row + (<usize>w << 2));
+          }
+          r = <f32>(s / <f64>(includePad ? KH * KW : (hb - ha) * (wb - wa)));
+        }
+        store<f32>(out + (<usize>((i * OW + j)) << 2), r);
+      }
+    }
+  }
+}

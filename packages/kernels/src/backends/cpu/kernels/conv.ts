@@ -6,7 +6,8 @@
 //   weight grad:  dw    [O, C*KH*KW] = sum_n dy[n] [O, OH*OW] . im2col(x[n])^T
 
 import { registerKernel, reshapeInfo, runOp } from '../../../dispatch.js';
-import { conv2dGeometry } from '../../../ops/conv.js';
+import { conv2dGeometry, poolGeometry } from '../../../ops/conv.js';
+import { boolAttr } from '../../../shape.js';
 import type { TensorInfo } from '../../../types.js';
 import { sizeOf } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
@@ -93,22 +94,23 @@ registerKernel<CpuBackend>('upsample_nearest2x_grad', C_, (b, [dy], [dx]) => {
   b.pool.run('upsample2xGrad', b.split(planes(dx), Math.ceil(65536 / (H * W + 1))).map(([s, e]) => [dyp, dxp, s, e, H, W]));
 });
 
-/** PyTorch's taps for align_corners=False (as the reference computes them, in float64). */
-function taps(outSize: number, inSize: number): [number, number, number][] {
+/** PyTorch's taps for align_corners=False, or TF1 legacy ones (as the reference computes them, in float64). */
+function taps(outSize: number, inSize: number, halfPixel: boolean): [number, number, number][] {
   return Array.from({ length: outSize }, (_, dst) => {
-    const src = Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0);
+    const src = halfPixel ? Math.max((dst + 0.5) * (inSize / outSize) - 0.5, 0) : dst * (inSize / outSize);
     const i0 = Math.floor(src);
     return [i0, i0 < inSize - 1 ? i0 + 1 : i0, src - i0];
   });
 }
 
-registerKernel<CpuBackend>('resize_bilinear', C_, (b, [x], [y]) => {
+registerKernel<CpuBackend>('resize_bilinear', C_, (b, [x], [y], attrs) => {
   const [, , H, W] = x.shape;
   const [, , OH, OW] = y.shape;
+  const halfPixel = boolAttr('resize_bilinear', attrs, 'halfPixel', true);
   const table = b.allocBytes((OH + OW) * 12);
   try {
     const m = b.mem();
-    [...taps(OH, H), ...taps(OW, W)].forEach(([i0, i1, wt], k) => {
+    [...taps(OH, H, halfPixel), ...taps(OW, W, halfPixel)].forEach(([i0, i1, wt], k) => {
       m.i32[table / 4 + 3 * k] = i0;
       m.i32[table / 4 + 3 * k + 1] = i1;
       m.f32[table / 4 + 3 * k + 2] = wt;
@@ -120,3 +122,14 @@ registerKernel<CpuBackend>('resize_bilinear', C_, (b, [x], [y]) => {
     b.freeBytes(table);
   }
 });
+
+for (const op of ['max_pool2d', 'avg_pool2d'] as const) {
+  registerKernel<CpuBackend>(op, C_, (b, [x], [y], attrs) => {
+    const { kh, kw, g, countIncludePad } = poolGeometry(op, attrs);
+    const [, , H, W] = x.shape;
+    const [, , OH, OW] = y.shape;
+    const xp = b.addr(x), yp = b.addr(y);
+    b.pool.run('pool2d', b.split(planes(x), Math.ceil(65536 / (OH * OW * kh * kw + 1))).map(([s, e]) =>
+      [xp, yp, s, e, H, W, OH, OW, kh, kw, g.sh, g.sw, g.pt, g.pl, op === 'max_pool2d' ? 1 : 0, countIncludePad ? 1 : 0]));
+  });
+}
