@@ -14,6 +14,7 @@ import { bytesPerElement, sizeOf } from '../../types.js';
 import { ALIGN, FreeList } from './allocator.js';
 import { WorkerPool } from './pool.js';
 import { Wasm, type WasmMemory, type WasmModule } from './wasm.js';
+import type { ConvAlgorithm } from './kernels/winograd.js';
 
 const PAGE = 65536;
 /** 4 GiB: the most a wasm32 memory can address. */
@@ -32,6 +33,20 @@ export interface CpuOptions {
   threads?: number;
   /** Path of the compiled module (default: IBQ_CPU_WASM, else the package's build/). */
   wasmPath?: string;
+  /**
+   * The algorithm of stride-1 3x3 convolutions (default: IBQ_CONV, else 'auto': chosen per
+   * shape, see kernels/conv.ts); other convolutions always run the direct implicit GEMM.
+   */
+  conv?: 'auto' | ConvAlgorithm;
+}
+
+const CONV_CHOICES = ['auto', 'direct', 'winograd2', 'winograd4'] as const;
+
+function defaultConv(): 'auto' | ConvAlgorithm {
+  const env = process.env.IBQ_CONV;
+  if (env === undefined || env === '') return 'auto';
+  if (!(CONV_CHOICES as readonly string[]).includes(env)) throw new Error(`IBQ_CONV must be one of ${CONV_CHOICES.join(', ')}, got '${env}'`);
+  return env as 'auto' | ConvAlgorithm;
 }
 
 /** The exports of the wasm module (see assembly/index.ts). */
@@ -73,6 +88,10 @@ function wasmCandidates(explicit?: string): string[] {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly threads: number;
+  /** Algorithm of stride-1 3x3 convolutions (may be changed between calls: the kernel benchmark compares them). */
+  convAlgorithm: 'auto' | ConvAlgorithm;
+  /** Bytes of Winograd-transformed data per chunk of tile rows (kernels/winograd.ts; tests make it small). */
+  winogradChunkBytes = 12 << 20;
   private memoryObj?: WasmMemory;
   private module?: WasmModule;
   private wasmPath?: string;
@@ -88,6 +107,9 @@ export class CpuBackend implements Backend {
 
   constructor(private options: CpuOptions = {}) {
     this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    const conv = options.conv ?? defaultConv();
+    if (!(CONV_CHOICES as readonly string[]).includes(conv)) throw new Error(`cpu: option conv must be one of ${CONV_CHOICES.join(', ')}, got '${conv}'`);
+    this.convAlgorithm = conv;
   }
 
   async init(): Promise<void> {
@@ -214,6 +236,7 @@ export class CpuBackend implements Backend {
     return {
       threads: this.threads,
       simd: 'wasm simd128',
+      conv: this.convAlgorithm,
       module: this.wasmPath,
       memoryBytes: this.end,
       memoryLimitBytes: MAX_PAGES * PAGE,

@@ -17,3 +17,4 @@ export * from './misc';
 export * from './random';
 export * from './norm';
 export * from './attention';
+export * from './winograd';
