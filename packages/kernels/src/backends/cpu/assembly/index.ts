@@ -18,3 +18,4 @@ export * from './random';
 export * from './norm';
 export * from './attention';
 export * from './winograd';
+export * from './col2im';

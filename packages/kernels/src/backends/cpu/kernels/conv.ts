@@ -91,6 +91,10 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
     });
     return;
   }
+  if (cv.sh > 1 || cv.sw > 1) {
+    stridedDataGrad(b, cv, N, b.addr(dy), b.addr(w), b.addr(dx));
+    return;
+  }
   // w read as [C, O*KH*KW], transposed once here: the GEMM then packs a plain matrix with
   // vector shuffles instead of gathering w element by element again for every image.
   const [wt] = runOp(b, 'permute', [reshapeInfo(w, [cv.O, cv.C, cv.KH * cv.KW])], { perm: [1, 0, 2] });
@@ -107,6 +111,43 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
     b.release(wt.buffer);
   }
 });
+
+/** Bytes of the column matrices of one chunk of images in stridedDataGrad. */
+const COLS_BYTES = 16 << 20;
+
+/**
+ * The data gradient of a strided convolution: cols[n] [C*KH*KW, OH*OW] = w^T . dy[n] (a GEMM
+ * with no zero products), then col2im adds each column into dx (assembly/col2im.ts). Images
+ * go in chunks whose columns fit COLS_BYTES.
+ */
+function stridedDataGrad(b: CpuBackend, cv: ConvGeometryDesc, N: number, dy: number, w: number, dx: number): void {
+  const CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
+  const perImageFloats = CKK * P;
+  const chunk = Math.max(1, Math.min(N, Math.floor(COLS_BYTES / 4 / Math.max(1, perImageFloats))));
+  const cols = b.allocBytes(chunk * perImageFloats * 4);
+  const counter = b.allocBytes(64);
+  try {
+    for (let n0 = 0; n0 < N; n0 += chunk) {
+      const n1 = Math.min(N, n0 + chunk);
+      runGemm(b, {
+        M: CKK, N: P, K: cv.O,
+        // w [O, C*KH*KW] read transposed.
+        a: w, sAm: 1, sAk: CKK,
+        bKind: B_MATRIX, b: dy + n0 * cv.O * P * 4, sBk: P, sBn: 1,
+        c: cols, ldc: P,
+        batches: perImage(n1 - n0, 0, cv.O * P, perImageFloats),
+      });
+      b.mem().i32[counter / 4] = 0;
+      const jobs = (n1 - n0) * cv.C;
+      const parts = Math.max(1, Math.min(b.threads, Math.floor(jobs / 4)));
+      b.pool.run('col2im', Array.from({ length: parts }, () =>
+        [cols, dx, n0, n1, cv.C, cv.H, cv.W, cv.KH, cv.KW, cv.sh, cv.sw, cv.pt, cv.pl, cv.OH, cv.OW, perImageFloats, counter]));
+    }
+  } finally {
+    b.freeBytes(cols);
+    b.freeBytes(counter);
+  }
+}
 
 registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) => {
   const cv = geometry(attrs, x.shape, dw.shape, dy.shape);
