@@ -10,6 +10,8 @@
 // range of batches over a rectangle [i0,i1) x [j0,j1) of C, and `gemmTiles` lets the threads
 // take such rectangles from a shared counter.
 
+import { madd } from './vmath';
+
 export const MR = 2;
 export const NR = 16;
 export const KC = 256;
@@ -294,11 +296,11 @@ function packIm2colT(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i3
   for (let k = 0; k < kc; k++) {
     const b0 = v128.load(pb), b1 = v128.load(pb, 16), b2 = v128.load(pb, 32), b3 = v128.load(pb, 48);
     let a = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(a, b0)); c01 = f32x4.add(c01, f32x4.mul(a, b1));
-    c02 = f32x4.add(c02, f32x4.mul(a, b2)); c03 = f32x4.add(c03, f32x4.mul(a, b3));
+    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
+    c02 = madd(a, b2, c02); c03 = madd(a, b3, c03);
     a = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(a, b0)); c11 = f32x4.add(c11, f32x4.mul(a, b1));
-    c12 = f32x4.add(c12, f32x4.mul(a, b2)); c13 = f32x4.add(c13, f32x4.mul(a, b3));
+    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
+    c12 = madd(a, b2, c12); c13 = madd(a, b3, c13);
     pa += 8; pb += 64;
   }
   const full = mr == MR && nr == NR;
