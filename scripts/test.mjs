@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { turboEnv } from './turbo.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'node_modules', '.bin');
@@ -54,7 +55,7 @@ function main() {
   }
   if (build) {
     // Tests use what the build makes (the cpu backend's wasm, the CLI bundle).
-    const b = spawnSync(join(BIN, 'turbo'), ['run', 'build', '--output-logs=errors-only'], { cwd: ROOT, stdio: 'inherit' });
+    const b = spawnSync(join(BIN, 'turbo'), ['run', 'build', '--output-logs=errors-only'], { cwd: ROOT, stdio: 'inherit', env: turboEnv() });
     if (b.status !== 0) {
       console.error(`npm test: the build failed (exit ${b.status ?? b.signal}); no tests were run`);
       return 1;

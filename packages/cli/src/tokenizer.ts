@@ -1,14 +1,16 @@
 // What encode, decode and reconstruct share: choosing the device, building the tokenizer
 // from a config and a checkpoint, batching with progress.
 
-import { existsSync } from 'node:fs';
 import { BACKEND_NAMES, type Backend, type BackendName, BackendUnavailableError, createBackend } from '@ibq/kernels';
 import { nn, setBackend } from '@ibq/tensor';
 import { ConfigError, type IBQConfig, IBQTokenizer, loadConfig, readTokenizerWeights } from '@ibq/ibq';
 import { type OptionSpec, type OptionValues, UsageError } from './command.js';
+import { DEVICE_OPTION, existingFile, requiredString } from './options.js';
+
+// The option helpers live in options.ts; these re-exports keep older imports working.
+export { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from './options.js';
 import type { Io } from './io.js';
 
-export const DEVICE_OPTION: OptionSpec = { device: { type: 'string' } };
 export const TOKENIZER_OPTIONS: OptionSpec = {
   config: { type: 'string' },
   ckpt: { type: 'string' },
@@ -56,25 +58,6 @@ export async function openBackend(device: string | undefined): Promise<Backend> 
 function isSoftwareAdapter(b: Backend): boolean {
   const adapter = (b.describe?.() as { adapter?: { architecture?: string; isFallbackAdapter?: boolean } } | undefined)?.adapter;
   return adapter?.architecture === 'software' || adapter?.isFallbackAdapter === true;
-}
-
-export function positiveInt(values: OptionValues, name: string, dflt: number): number {
-  const v = values[name];
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: expected a positive integer, got '${String(v)}'`);
-  return n;
-}
-
-export function requiredString(values: OptionValues, name: string): string {
-  const v = values[name];
-  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
-  return v;
-}
-
-export function existingFile(path: string, what: string): string {
-  if (!existsSync(path)) throw new UsageError(`${what} '${path}' does not exist`);
-  return path;
 }
 
 export interface LoadedTokenizer {

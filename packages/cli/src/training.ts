@@ -2,13 +2,15 @@
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
 // on Ctrl-C, and --resume from the folder's checkpoint.
 
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
-import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
+import { BatchLoader, type ImageDataset, type LoaderPosition } from '@ibq/data';
+import { dispose, tensor } from '@ibq/tensor';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import { writeReconstructionGrid } from './reconstruction.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Codebook usage over the last `window` steps. */
@@ -89,7 +91,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
     position = (state.loader as LoaderPosition | undefined) ?? {};
     io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
   } else {
-    writeFileSync(join(o.out, 'config.yaml'), o.configText);
+    writeFileAtomicSync(join(o.out, 'config.yaml'), o.configText);
   }
 
   const metricsFile = join(o.out, 'metrics.jsonl');
@@ -150,7 +152,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
       io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
         + `loss ${fmt(log.total_loss)}  L1 ${fmt(log.reconstruct_loss)}  quant ${fmt(log.codebook_quant_loss)}  `
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
-      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
+      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeTrainingGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
       if (done >= o.steps || stop || (o.seconds !== undefined && secs >= o.seconds)) break;
     }
@@ -169,14 +171,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */
-async function writeGrid(trainer: IBQTrainer, shape: number[], images: Float32Array, path: string): Promise<void> {
+async function writeTrainingGrid(trainer: IBQTrainer, shape: number[], images: Float32Array, path: string): Promise<void> {
   const [b, , h, w] = shape;
-  const n = Math.min(b, 8);
-  const x = tensor(images.subarray(0, n * 3 * h * w), [n, 3, h, w]);
-  const { xrec, indices, losses } = noGrad(() => trainer.model.forward(x));
-  const rec = await xrec.data();
-  dispose([x, xrec, indices, losses]);
-  const tiles = [];
-  for (let i = 0; i < n; i++) tiles.push(floatToImage(images, h, w, 'chw', i * 3 * h * w), floatToImage(rec, h, w, 'chw', i * 3 * h * w));
-  await writePng(path, tileImages(tiles, { columns: 2 }));
+  await writeReconstructionGrid(trainer.model, images, Math.min(b, 8), h, w, path, 2);
 }

@@ -1,4 +1,4 @@
-// Typed errors of the data package.
+// Typed errors of the data package (DataFormatError lives in @ibq/formats, shared with the file formats).
 
 /** One line: libvips messages span lines and may repeat (its error buffer accumulates). */
 function oneLine(reason: string): string {
@@ -24,13 +24,4 @@ export class ImageDecodeError extends Error {
 }
 
 /** A dataset file with a wrong layout (IDX, CIFAR, .npy, .npz, token shard). Names the file. */
-export class DataFormatError extends Error {
-  override readonly name = 'DataFormatError';
-  constructor(
-    readonly path: string,
-    readonly reason: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${path}: ${reason}`, options);
-  }
-}
+export { DataFormatError } from '@ibq/formats';

@@ -1,18 +1,9 @@
-// Small file-system helpers.
+// @ibq/data's name for the project's one atomic writer (writeFileAtomic of @ibq/formats), with
+// this package's default kept: missing parent folders are created.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { type AtomicContent, type AtomicOptions, writeFileAtomic as writeAtomic } from '@ibq/formats';
 
-/** Writes bytes through a temporary file and a rename, so a reader never sees half a file. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+/** Writes `path` atomically (temporary file, fsync, rename, fsync of the folder), creating its folder. */
+export function writeFileAtomic(path: string, content: AtomicContent, options: AtomicOptions = { mkdir: true }): Promise<void> {
+  return writeAtomic(path, content, options);
 }

@@ -1,4 +1,6 @@
-// @ibq/data: image I/O, the reference's transforms, datasets, the batch loader, .npy/.npz.
+// @ibq/data: image I/O, the reference's transforms, datasets, the batch loader. The .npy/.npz
+// names are re-exported from @ibq/formats, their one home; writeFileAtomic is formats' atomic
+// writer with this package's default (missing folders are created).
 
 export { DataFormatError, ImageDecodeError } from './errors.js';
 export { writeFileAtomic } from './fsutil.js';
@@ -15,10 +17,10 @@ export { hash32, permutation, Rng, uniformAt } from './rng.js';
 export {
   decodeNpy, dtypeOf, dtypeSize, encodeNpy, NpyFile, npyHeader, parseNpyHeader, readNpy, writeNpy,
   type NpyArray, type NpyData, type NpyDtype, type NpyHeader,
-} from './npy.js';
+} from '@ibq/formats';
 export {
   crc32, encodeNpz, NpzFile, NpzWriter, readNpz, SampleNpzWriter, writeNpz, type NpzInput, type NpzWriterOptions,
-} from './npz.js';
+} from '@ibq/formats';
 export type { ImageDataset, ImageSample } from './datasets/types.js';
 export { IMAGE_EXTENSIONS, IMAGENET_EXCLUDED, ImageFolderDataset, type ImageFolderOptions } from './datasets/image-folder.js';
 export {

@@ -7,30 +7,21 @@
 // at each output, stored to float32 after each axis, axis 0 first), means in float64. Float64Array or plain-array inputs are computed in float64
 // throughout, and Uint8Array inputs are converted to float64, as skimage's _as_floats does.
 
+import { floatToByte, fromFloat } from '@ibq/data';
+
 // ------------------------------------------------------------------------------ uint8 step
 
 /**
- * The reference's uint8 step for one value in [-1, 1] (evaluation_image.py): clamp to
- * [-1, 1], then in float32 `((x + 1) / 2) * 255`, then truncation (torch `.to(uint8)`).
+ * The reference's uint8 step (clamp, float32 `((x + 1) / 2) * 255`, truncation) has one home,
+ * @ibq/data's floatToByte / fromFloat; these names keep eval's API.
  * Note: truncation after float32 rounding maps 95 of the 256 pixel values p (1..95) of an
  * original image, fed as p/127.5 - 1, to p - 1; the reference's PSNR/SSIM include this.
  */
-export function referenceUint8(x: number): number {
-  let v = x;
-  if (!(v >= -1)) v = -1;
-  else if (v > 1) v = 1;
-  return Math.fround(Math.fround(Math.fround(v + 1) / 2) * 255) | 0;
-}
+export const referenceUint8: (x: number) => number = floatToByte;
 
-/** A [3, H, W] float image in [-1, 1] (at `offset` of a batch) -> uint8 HWC by {@link referenceUint8}. */
+/** A [3, H, W] float image in [-1, 1] (at `offset` of a batch) -> uint8 HWC by the reference's uint8 step. */
 export function modelImageToUint8(chw: ArrayLike<number>, height: number, width: number, offset = 0, channels = 3): Uint8Array {
-  const n = height * width;
-  const out = new Uint8Array(n * channels);
-  for (let c = 0; c < channels; c++) {
-    const o = offset + c * n;
-    for (let p = 0; p < n; p++) out[p * channels + c] = referenceUint8(chw[o + p]);
-  }
-  return out;
+  return fromFloat(chw, height, width, channels, 'chw', offset);
 }
 
 /** uint8 -> float32 u / 255, as `rgb.astype(np.float32) / 255.`. */

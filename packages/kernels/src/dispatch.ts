@@ -23,6 +23,13 @@ export function registerKernel<B extends Backend>(op: string, backend: string, f
   m.set(backend, fn as KernelFn);
 }
 
+/** Removes a kernel and returns it (tests that prove a missing kernel is caught put it back). */
+export function unregisterKernel(op: string, backend: string): KernelFn | undefined {
+  const fn = kernels.get(op)?.get(backend);
+  kernels.get(op)?.delete(backend);
+  return fn;
+}
+
 export function getKernel(op: string, backend: string): KernelFn | undefined {
   return kernels.get(op)?.get(backend);
 }

@@ -2,6 +2,6 @@
 export * from './types.js';
 export * from './op.js';
 export * from './shape.js';
-export { registerKernel, getKernel, kernelsOf, inferOp, runOp, reshapeInfo, observeKernels, type KernelObserver, type RunOptions } from './dispatch.js';
+export { registerKernel, unregisterKernel, getKernel, kernelsOf, inferOp, runOp, reshapeInfo, observeKernels, type KernelObserver, type RunOptions } from './dispatch.js';
 export { ReferenceBackend, RefBuffer } from './backends/reference/index.js';
 export * from './backends/index.js';

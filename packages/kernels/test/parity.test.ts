@@ -2,7 +2,7 @@
 // by finite differences on reference, and each backend's gradients against reference's.
 import { afterAll, describe, expect, it } from 'vitest';
 import { NotSupportedError, allOps, getKernel, runOp } from '../src/index.js';
-import { checkCase, checkGradParity, gradCheck, testBackends } from '../src/harness/index.js';
+import { KERNEL_EXCLUSIONS, assertKernelCoverage, checkCase, checkGradParity, gradCheck, testBackends } from '../src/harness/index.js';
 
 const { backends, destroyAll } = await testBackends();
 afterAll(() => destroyAll());
@@ -19,10 +19,14 @@ describe('op table', () => {
 
 for (const backend of backends) {
   describe(`parity on ${backend.name}`, () => {
+    // A missing kernel fails here unless it is on the backend's reviewed exclusion list.
+    it('every op has a kernel, or a reviewed exclusion with its reason', () => {
+      assertKernelCoverage(backend.name);
+    });
     for (const def of ops) {
       if (!getKernel(def.name, backend.name)) {
-        // A missing (op, backend) pair must be a clear error naming both, never a detour.
-        it(`${def.name} is reported as not supported`, () => {
+        // An excluded (op, backend) pair must be a clear error naming both, never a detour.
+        it(`${def.name} is reported as not supported (excluded: ${KERNEL_EXCLUSIONS[backend.name]?.[def.name] ?? 'NOT EXCLUDED'})`, () => {
           const call = () => runOp(backend, def.name, [], def.cases[0].attrs ?? {});
           expect(call).toThrow(NotSupportedError);
           expect(call).toThrow(`op '${def.name}' is not supported on backend '${backend.name}'`);

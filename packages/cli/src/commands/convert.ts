@@ -2,7 +2,7 @@
 
 import { convertCheckpoint } from '@ibq/ibq';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
-import { existingFile } from '../tokenizer.js';
+import { existingFile } from '../options.js';
 
 export const convertCommand: Command = {
   name: 'convert',

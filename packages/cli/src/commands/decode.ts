@@ -6,7 +6,8 @@ import { floatToImage, readNpy, writePng } from '@ibq/data';
 import { latentSize } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
-import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, existingFile, inBatches, loadTokenizer, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, inBatches, loadTokenizer } from '../tokenizer.js';
 
 export const decodeCommand: Command = {
   name: 'decode',

@@ -2,14 +2,15 @@
 // on the best device found, reconstructs the 10k test images and reports PSNR, SSIM and
 // codebook usage, with the checkpoint, a grid and a report in runs/demo.
 
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
-import { floatToImage, openMnist, tileImages, writePng } from '@ibq/data';
+import { openMnist, toFloat } from '@ibq/data';
 import { DEMO_CONFIG_YAML, demoConfig } from '@ibq/ibq';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK } from '../command.js';
 import { evaluateReconstruction } from '../evaluate.js';
-import { DEVICE_OPTION, openBackend, positiveInt } from '../tokenizer.js';
+import { DEVICE_OPTION, positiveInt } from '../options.js';
+import { writeReconstructionGrid } from '../reconstruction.js';
+import { openBackend } from '../tokenizer.js';
 import { runTraining } from '../training.js';
 
 export const demoCommand: Command = {
@@ -50,8 +51,8 @@ events, reconstructions.png and report.json into the output folder.
       const model = run.trainer.model.eval();
       const subset = testCount < test.length ? { length: testCount, get: (i: number) => test.get(i) } : test;
       const report = await evaluateReconstruction(model, subset, { batchSize: 50, resolution: R, nEmbed: config.n_embed }, io);
-      await writeGrid(model, subset, join(out, 'reconstructions.png'), R);
-      writeFileSync(join(out, 'report.json'), `${JSON.stringify({ device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report }, null, 2)}\n`);
+      await writeTestGrid(model, subset, join(out, 'reconstructions.png'), R);
+      writeFileAtomicSync(join(out, 'report.json'), `${JSON.stringify({ device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report }, null, 2)}\n`);
       io.out(`test set (${report.images} images, ${report.seconds.toFixed(0)} s): PSNR ${report.psnr.toFixed(2)} dB  SSIM ${report.ssim.toFixed(4)}  codebook usage ${(100 * report.codebookUsage).toFixed(1)}% (${report.codesUsed}/${config.n_embed})`);
       io.out(`wrote ${join(out, 'reconstructions.png')} and ${join(out, 'report.json')}`);
       run.trainer.dispose();
@@ -63,18 +64,10 @@ events, reconstructions.png and report.json into the output folder.
 };
 
 /** The first 16 test images (left) beside their reconstructions (right). */
-async function writeGrid(model: import('@ibq/ibq').IBQTokenizer, ds: { get(i: number): Promise<{ image: Uint8Array }> | { image: Uint8Array } }, path: string, R: number): Promise<void> {
+async function writeTestGrid(model: import('@ibq/ibq').IBQTokenizer, ds: { get(i: number): Promise<{ image: Uint8Array }> | { image: Uint8Array } }, path: string, R: number): Promise<void> {
   const n = 16;
   const imgs = await Promise.all(Array.from({ length: n }, async (_, i) => (await ds.get(i)).image));
   const xs = new Float32Array(n * 3 * R * R);
-  imgs.forEach((im, i) => {
-    for (let c = 0; c < 3; c++) for (let p = 0; p < R * R; p++) xs[i * 3 * R * R + c * R * R + p] = im[p * 3 + c] / 127.5 - 1;
-  });
-  const x = tensor(xs, [n, 3, R, R]);
-  const { xrec, indices, losses } = noGrad(() => model.forward(x));
-  const rec = await xrec.data();
-  dispose([x, xrec, indices, losses]);
-  const tiles = [];
-  for (let i = 0; i < n; i++) tiles.push(floatToImage(xs, R, R, 'chw', i * 3 * R * R), floatToImage(rec, R, R, 'chw', i * 3 * R * R));
-  await writePng(path, tileImages(tiles, { columns: 4 }));
+  imgs.forEach((im, i) => toFloat(im, R, R, 3, 'chw', xs, i * 3 * R * R));
+  await writeReconstructionGrid(model, xs, n, R, R, path, 4);
 }

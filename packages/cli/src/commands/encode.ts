@@ -4,7 +4,9 @@ import { readImageForModel, writeNpy } from '@ibq/data';
 import { latentSize } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK } from '../command.js';
-import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, existingFile, inBatches, loadTokenizer, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { concatF32 } from '../reconstruction.js';
+import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, inBatches, loadTokenizer } from '../tokenizer.js';
 
 export const encodeCommand: Command = {
   name: 'encode',
@@ -43,13 +45,3 @@ ${TOKENIZER_USAGE}`,
     }
   },
 };
-
-export function concatF32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

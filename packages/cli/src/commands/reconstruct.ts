@@ -1,14 +1,15 @@
 // `ibq reconstruct --config C --ckpt W IMAGES... --out DIR`: images through the tokenizer and
 // back, with a side-by-side grid and per-image PSNR / SSIM as the reference evaluates them.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomicSync } from '@ibq/formats';
 import { basename, extname, join } from 'node:path';
-import { floatToImage, readImageForModel, tileImages, writePng } from '@ibq/data';
+import { floatToImage, type PixelImage, readImageForModel, tileImages, writePng } from '@ibq/data';
 import { ReconstructionMetricsAccumulator, reconstructionMetrics } from '@ibq/eval';
-import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
-import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, existingFile, inBatches, loadTokenizer, positiveInt, requiredString } from '../tokenizer.js';
-import { concatF32 } from './encode.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { concatF32, reconstructBatch, reconstructionTiles } from '../reconstruction.js';
+import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, inBatches, loadTokenizer } from '../tokenizer.js';
 
 export const reconstructCommand: Command = {
   name: 'reconstruct',
@@ -35,26 +36,22 @@ ${TOKENIZER_USAGE}`,
       const R = config.ddconfig.resolution;
       const acc = new ReconstructionMetricsAccumulator();
       const rows: { image: string; psnr: number; ssim: number }[] = [];
-      const tiles: ReturnType<typeof floatToImage>[] = [];
+      const tiles: PixelImage[] = [];
       await inBatches(images.length, batch, io, 'reconstructing', async (s, e) => {
         const inputs = await Promise.all(images.slice(s, e).map((p) => readImageForModel(p, { size: R })));
         const xs = concatF32(inputs.map((i) => i.data));
-        const x = tensor(xs, [e - s, 3, R, R]);
-        const { xrec, indices, losses } = noGrad(() => model.forward(x));
-        const rec = await xrec.data();
+        const rec = await reconstructBatch(model, xs, e - s, R, R);
         const m = reconstructionMetrics(xs, rec, e - s, R, R);
         acc.addValues(m.psnr, m.ssim);
+        tiles.push(...reconstructionTiles(xs, rec, e - s, R, R));
         for (let i = 0; i < e - s; i++) {
-          const out = floatToImage(rec, R, R, 'chw', i * 3 * R * R);
-          await writePng(join(dir, `${names[s + i]}.png`), out);
-          tiles.push(floatToImage(xs, R, R, 'chw', i * 3 * R * R), out);
+          await writePng(join(dir, `${names[s + i]}.png`), floatToImage(rec, R, R, 'chw', i * 3 * R * R));
           rows.push({ image: images[s + i], psnr: m.psnr[i], ssim: m.ssim[i] });
         }
-        dispose([x, xrec, indices, losses]);
       });
       await writePng(join(dir, 'grid.png'), tileImages(tiles, { columns: 2 }));
       const summary = acc.result();
-      writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify({ images: rows, mean: summary }, null, 2)}\n`);
+      writeFileAtomicSync(join(dir, 'metrics.json'), `${JSON.stringify({ images: rows, mean: summary }, null, 2)}\n`);
       const w = Math.max(5, ...rows.map((r) => r.image.length));
       io.out(`${'image'.padEnd(w)}  PSNR (dB)  SSIM`);
       for (const r of rows) io.out(`${r.image.padEnd(w)}  ${r.psnr.toFixed(3).padStart(9)}  ${r.ssim.toFixed(4)}`);

@@ -7,7 +7,8 @@ import { LPIPS, type LpipsWeightsSource, loadLpips, lpipsWeightsAvailable } from
 import { ConfigError, type IBQConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
-import { DEVICE_OPTION, existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
+import { openBackend } from '../tokenizer.js';
 import { runTraining } from '../training.js';
 
 export const TRAIN_OPTIONS = {
@@ -126,11 +127,3 @@ ${TRAIN_USAGE}`,
     }
   },
 };
-
-export function positiveIntOrZero(values: OptionValues, name: string): number {
-  const v = values[name];
-  if (v === undefined) return 0;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < 0) throw new UsageError(`--${name}: expected a non-negative integer, got '${String(v)}'`);
-  return n;
-}

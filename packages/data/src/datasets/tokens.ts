@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataFormatError } from '../errors.js';
-import { NpyFile, writeNpy, type NpyData } from '../npy.js';
+import { NpyFile, writeNpy, type NpyData } from '@ibq/formats';
 import { checkIndex } from './types.js';
 
 export interface TokenSample {

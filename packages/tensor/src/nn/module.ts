@@ -2,7 +2,7 @@
 // the same module tree (e.g. `encoder.down.0.block.0.norm1.weight`).
 
 import type { TypedArray } from '@ibq/kernels';
-import { type HostTensor, int64ToInt32, toFloat32 } from '../io/dtype.js';
+import { type HostTensor, int64ToInt32, toFloat32 } from '@ibq/formats';
 import { Tensor } from '../engine.js';
 
 /** Entries come from files (host memory); read device tensors with hostTensor() first. */

@@ -14,6 +14,7 @@ import type { Attrs, Backend, DType, DeviceBuffer, MemoryInfo, TensorInfo, Typed
 import { bytesPerElement, sizeOf } from '../../types.js';
 import { ALIGN, FreeList } from './allocator.js';
 import { WorkerPool } from './pool.js';
+import { CPU_EXPORT_NAMES, type CpuExports } from './wasm-interface.js';
 import { Wasm, type WasmMemory, type WasmModule } from './wasm.js';
 import type { ConvAlgorithm } from './kernels/winograd.js';
 
@@ -79,8 +80,8 @@ function defaultSimd(): SimdChoice {
   return env === undefined || env === '' ? 'auto' : choice('IBQ_SIMD', env, SIMD_CHOICES);
 }
 
-/** The exports of the wasm module (see assembly/index.ts). */
-export type CpuExports = Record<string, (...args: number[]) => number | void>;
+/** The exports of the wasm module, typed from assembly/*.ts at build time (wasm-interface.ts). */
+export type { CpuExports } from './wasm-interface.js';
 
 function defaultThreads(): number {
   const env = process.env.IBQ_THREADS;
@@ -163,9 +164,14 @@ export class CpuBackend implements Backend {
     this.module = await Wasm.compile(readFileSync(path));
     this.memoryObj = new Wasm.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared: true });
     const instance = await Wasm.instantiate(this.module, { env: { memory: this.memoryObj } });
+    // The module must export what the generated interface says: a stale build/ is named, not run.
+    const missing = CPU_EXPORT_NAMES.filter((n) => typeof instance.exports[n] !== 'function');
+    if (missing.length) {
+      throw new Error(`${path} lacks the exports ${missing.join(', ')} that wasm-interface.ts declares: the wasm is stale, run npm run build`);
+    }
     this.x = instance.exports as unknown as CpuExports;
-    const names = Object.keys(instance.exports).filter((n) => typeof instance.exports[n] === 'function');
-    const heapBase = Math.ceil((this.x.heapBase() as number) / ALIGN) * ALIGN;
+    const names = [...CPU_EXPORT_NAMES];
+    const heapBase = Math.ceil((this.x.heapBase()) / ALIGN) * ALIGN;
     this.end = INITIAL_PAGES * PAGE;
     this.free.addSpace(heapBase, this.end - heapBase);
     this.pool = new WorkerPool(this.threads, this.x, names);

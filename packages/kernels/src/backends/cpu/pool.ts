@@ -7,6 +7,7 @@
 
 import { Worker } from 'node:worker_threads';
 import type { WasmMemory, WasmModule } from './wasm.js';
+import type { CpuArgs, CpuExportName, CpuExports } from './wasm-interface.js';
 
 /** Doubles per worker slot: [active, function index, argument count, arguments...]. */
 const SLOT = 32;
@@ -49,11 +50,11 @@ export class WorkerPool {
   private workers: Worker[] = [];
   private ctrl: Int32Array;
   private args: Float64Array;
-  private index = new Map<string, number>();
+  private index = new Map<CpuExportName, number>();
   private lastError = '';
 
   /** `threads` counts the main thread: threads-1 workers are started. */
-  constructor(readonly threads: number, private main: Record<string, unknown>, private names: string[]) {
+  constructor(readonly threads: number, private main: CpuExports, private names: readonly CpuExportName[]) {
     this.ctrl = new Int32Array(new SharedArrayBuffer(64));
     this.args = new Float64Array(new SharedArrayBuffer(8 * SLOT * Math.max(1, threads)));
     names.forEach((n, i) => this.index.set(n, i));
@@ -81,8 +82,8 @@ export class WorkerPool {
    * Calls export `fn` once per argument list, in parallel: list 0 on this thread, list i on
    * worker i. Returns when every part has run.
    */
-  run(fn: string, parts: readonly (readonly number[])[]): void {
-    const f = this.main[fn] as (...a: number[]) => void;
+  run<K extends CpuExportName>(fn: K, parts: readonly CpuArgs<K>[]): void {
+    const f = this.main[fn] as (...a: readonly (number | boolean)[]) => unknown;
     if (parts.length === 0) return;
     if (parts.length === 1 || this.workers.length === 0) {
       for (const p of parts) f(...p);
@@ -102,7 +103,7 @@ export class WorkerPool {
       this.args[base] = 1;
       this.args[base + 1] = idx;
       this.args[base + 2] = p.length;
-      for (let i = 0; i < p.length; i++) this.args[base + 3 + i] = p[i];
+      for (let i = 0; i < p.length; i++) this.args[base + 3 + i] = Number(p[i]);
     }
     Atomics.store(this.ctrl, FAILED, 0);
     Atomics.store(this.ctrl, REMAINING, this.workers.length);

@@ -10,6 +10,7 @@ import type { Attrs, Backend, DType, DeviceBuffer, MemoryInfo, TensorInfo, Typed
 import { bytesPerElement, sizeOf } from '../../types.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../half.js';
 import { type Program, buildShader } from './program.js';
+import { withNativeStderrQuiet } from './native-stderr.js';
 
 export interface WebGpuOptions {
   /** Dispatches recorded before the encoder is submitted (default 64). */
@@ -107,7 +108,8 @@ export class WebGpuBackend implements Backend {
     // GPUBufferUsage & co. are read by user code; Dawn itself does not need them.
     for (const [k, v] of Object.entries(globals)) if (!(k in globalThis)) (globalThis as any)[k] = v;
     this.gpu = create([]);
-    const adapter = await this.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const gpu = this.gpu;
+    const adapter = await withNativeStderrQuiet(() => gpu.requestAdapter({ powerPreference: 'high-performance' }));
     if (!adapter) throw new Error('no WebGPU adapter found (Dawn found no Vulkan/Metal/D3D12 device)');
     this.adapter = adapter;
     const info = adapter.info;

@@ -1,6 +1,7 @@
 // Elementwise kernels: unary maps, broadcast binary ops, where, fill, cast.
 // Pointers are byte addresses into the shared memory; counts and strides are in elements.
-// Op codes match UNARY_CODES / BINARY_CODES in ../kernels/elementwise.ts.
+// The host reads the op codes below by name (scripts/gen-wasm-interface.mjs generates them into
+// ../wasm-interface.ts); an op NAME here is the host op name in upper case.
 
 import { expv } from './vmath';
 

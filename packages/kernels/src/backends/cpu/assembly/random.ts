@@ -38,6 +38,9 @@ function block(counter: u64, k0: u32, k1: u32): void {
   return (<f64>(w >>> 9) + 0.5) * 1.1920928955078125e-7;
 }
 
+// philoxFill kinds (the host reads them by name from the generated wasm-interface.ts).
+const FILL_UNIFORM = 0, FILL_NORMAL = 1, FILL_DROPOUT = 2;
+
 /**
  * Elements [i0, i1) of: kind 0 uniform (y = lo + width*u in f32 steps), kind 1 normal
  * (y = a + b*z, z Box-Muller over even-aligned pairs), kind 2 dropout (y = u >= a ? x*b : 0).
@@ -48,10 +51,10 @@ export function philoxFill(kind: i32, x: usize, y: usize, seedLo: u32, seedHi: u
   for (let i = i0; i < i1; i++) {
     const s = base + <u64>i;
     const o = <usize>i << 2;
-    if (kind == 0) {
+    if (kind == FILL_UNIFORM) {
       const u = <f32>uniform(word(s, seedLo, seedHi));
       store<f32>(y + o, <f32>a + <f32>b * u);
-    } else if (kind == 1) {
+    } else if (kind == FILL_NORMAL) {
       const p = s & ~(<u64>1);
       const u0 = uniform(word(p, seedLo, seedHi)), u1 = uniform(word(p + 1, seedLo, seedHi));
       const r = Math.sqrt(-2 * Math.log(u0));

@@ -6,10 +6,11 @@
 import { registerKernel } from '../../../dispatch.js';
 import { attentionAttrs } from '../../../ops/attention.js';
 import type { CpuBackend } from '../backend.js';
+import { ASM, type CpuArgs, type CpuExportName } from '../wasm-interface.js';
 
 const C = 'cpu';
 /** Must match assembly/attention.ts. */
-const BQ = 32, BK = 64;
+const { BQ, BK } = ASM.attention;
 /** Multiply-adds below which attention runs on the calling thread only. */
 const PARALLEL_WORK = 1 << 18;
 
@@ -18,7 +19,7 @@ function threadsFor(b: CpuBackend, units: number, work: number): number {
 }
 
 /** Runs `fn` with per-thread scratch of `bytes` each (64-byte aligned), one part per thread. */
-function runUnits(b: CpuBackend, fn: string, T: number, bytes: number, args: (scratch: number, tid: number) => number[]): void {
+function runUnits<K extends CpuExportName>(b: CpuBackend, fn: K, T: number, bytes: number, args: (scratch: number, tid: number) => CpuArgs<K>): void {
   const per = Math.ceil(bytes / 64) * 64;
   const base = b.allocBytes(per * T);
   try {

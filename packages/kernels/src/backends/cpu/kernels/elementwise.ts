@@ -3,14 +3,19 @@
 import { registerKernel } from '../../../dispatch.js';
 import { sizeOf } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
-import { collapseBroadcast, f32Bits } from './util.js';
+import { ASM } from '../wasm-interface.js';
+import { asmCode, collapseBroadcast, f32Bits } from './util.js';
 
 const C = 'cpu';
 
-/** Op codes of assembly/elementwise.ts, in its order. */
-export const UNARY_CODES = ['neg', 'abs', 'sign', 'step', 'exp', 'log', 'sqrt', 'rsqrt', 'square', 'reciprocal', 'sin', 'cos', 'tanh',
-  'sigmoid', 'erf', 'relu', 'leaky_relu', 'silu', 'gelu', 'softplus', 'scale', 'pow_scalar', 'clamp'];
-export const BINARY_CODES = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow', 'greater', 'greater_equal', 'less', 'less_equal', 'equal'];
+/**
+ * Ops served by assembly/elementwise.ts's `unary` and `binary`. Each op's code is the
+ * assembly's constant of the same name in upper case (generated into wasm-interface.ts), so a
+ * renamed or dropped constant is a type error and a reordered one cannot disagree.
+ */
+export const UNARY_OPS = ['neg', 'abs', 'sign', 'step', 'exp', 'log', 'sqrt', 'rsqrt', 'square', 'reciprocal', 'sin', 'cos', 'tanh',
+  'sigmoid', 'erf', 'relu', 'leaky_relu', 'silu', 'gelu', 'softplus', 'scale', 'pow_scalar', 'clamp'] as const;
+export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow', 'greater', 'greater_equal', 'less', 'less_equal', 'equal'] as const;
 
 const UNARY_PARAMS: Record<string, [string, string]> = {
   leaky_relu: ['alpha', ''], scale: ['mul', 'add'], pow_scalar: ['exponent', ''], clamp: ['min', 'max'],
@@ -19,7 +24,8 @@ const UNARY_PARAMS: Record<string, [string, string]> = {
 /** Elements per thread below which a map runs on the calling thread only. */
 const PARALLEL_GRAIN = 1 << 16;
 
-UNARY_CODES.forEach((op, code) => {
+UNARY_OPS.forEach((op) => {
+  const code = asmCode(op, ASM.elementwise);
   const params = UNARY_PARAMS[op];
   registerKernel<CpuBackend>(op, C, (b, [x], [y], attrs) => {
     const n = sizeOf(y.shape);
@@ -60,7 +66,8 @@ function forEachBlock(outShape: readonly number[], ins: readonly (readonly numbe
   }
 }
 
-BINARY_CODES.forEach((op, code) => {
+BINARY_OPS.forEach((op) => {
+  const code = asmCode(op, ASM.elementwise);
   registerKernel<CpuBackend>(op, C, (b, [a, bb], [y]) => {
     const ap = b.addr(a), bp = b.addr(bb), yp = b.addr(y);
     forEachBlock(y.shape, [a.shape, bb.shape], 3, ([oa, ob], oy, [n0, n1, n2], [sa, sb]) => {

@@ -4,11 +4,14 @@
 // per thread.
 
 import type { CpuBackend } from '../backend.js';
+import { ASM, type CpuArgs } from '../wasm-interface.js';
 
-// Must match assembly/gemm.ts.
-export const MR = 2, NR = 16, KC = 256, MC = 128, NC = 1024;
-export const B_MATRIX = 0, B_IM2COL = 1, B_CONV_DY = 2, B_IM2COL_T = 3;
-const DESC_FIELDS = 27;
+// Blocking sizes and B kinds of assembly/gemm.ts (generated into wasm-interface.ts).
+export const { MR, NR, KC, MC, NC, B_MATRIX, B_IM2COL, B_CONV_DY, B_IM2COL_T } = ASM.gemm;
+
+/** Descriptor fields: the D_* constants of assembly/gemm.ts. */
+const D = ASM.gemm;
+const DESC_FIELDS = Math.max(...Object.entries(D).filter(([k]) => k.startsWith('D_')).map(([, v]) => v)) + 1;
 
 export interface ConvGeometryDesc {
   C: number; H: number; W: number; KH: number; KW: number;
@@ -54,10 +57,17 @@ export function writeDesc(backend: CpuBackend, ptr: number, g: Omit<GemmCall, 'b
   const m = backend.mem();
   const d = ptr / 4;
   const cv = g.conv;
-  const fields = [g.M, g.N, g.K, g.a, g.sAm, g.sAk, g.bKind, g.b, g.sBk, g.sBn, g.c, g.ldc, g.accumulate ? 1 : 0, g.bias ?? 0,
-    cv?.C ?? 0, cv?.H ?? 0, cv?.W ?? 0, cv?.KH ?? 0, cv?.KW ?? 0, cv?.sh ?? 1, cv?.sw ?? 1, cv?.pt ?? 0, cv?.pl ?? 0, cv?.OH ?? 0, cv?.OW ?? 0, cv?.O ?? 0,
-    g.reduceBatches ? 1 : 0];
-  for (let i = 0; i < DESC_FIELDS; i++) m.i32[d + i] = fields[i] | 0;
+  // Each value goes to its named field, so a reordered descriptor in the assembly cannot disagree.
+  const fields: [number, number][] = [
+    [D.D_M, g.M], [D.D_N, g.N], [D.D_K, g.K], [D.D_A, g.a], [D.D_SAM, g.sAm], [D.D_SAK, g.sAk],
+    [D.D_BKIND, g.bKind], [D.D_B, g.b], [D.D_SBK, g.sBk], [D.D_SBN, g.sBn], [D.D_C, g.c], [D.D_LDC, g.ldc],
+    [D.D_ACCUMULATE, g.accumulate ? 1 : 0], [D.D_BIAS, g.bias ?? 0],
+    [D.D_CC, cv?.C ?? 0], [D.D_H, cv?.H ?? 0], [D.D_W, cv?.W ?? 0], [D.D_KH, cv?.KH ?? 0], [D.D_KW, cv?.KW ?? 0],
+    [D.D_SH, cv?.sh ?? 1], [D.D_SW, cv?.sw ?? 1], [D.D_PT, cv?.pt ?? 0], [D.D_PL, cv?.pl ?? 0], [D.D_OH, cv?.OH ?? 0],
+    [D.D_OW, cv?.OW ?? 0], [D.D_OC, cv?.O ?? 0], [D.D_REDUCE_BATCHES, g.reduceBatches ? 1 : 0],
+  ];
+  if (fields.length !== DESC_FIELDS) throw new Error(`cpu gemm: the host writes ${fields.length} descriptor fields, assembly/gemm.ts has ${DESC_FIELDS}`);
+  for (const [at, v] of fields) m.i32[d + at] = v | 0;
 }
 
 export const DESC_BYTES = DESC_FIELDS * 4;
@@ -116,7 +126,7 @@ export function runGemm(backend: CpuBackend, g: GemmCall): void {
     const counter = region + counterAt;
     m.i32[counter / 4] = 0;
     const tiles = (g.reduceBatches ? 1 : nb) * Math.ceil(g.M / um) * Math.ceil(g.N / un);
-    const parts: number[][] = [];
+    const parts: CpuArgs<'gemmTiles'>[] = [];
     for (let t = 0; t < Math.min(T, tiles); t++) parts.push([region, offs, nb, um, un, counter, bufs[t].a, bufs[t].b]);
     backend.pool.run('gemmTiles', parts);
   } finally {

@@ -8,12 +8,13 @@ import { registerKernel } from '../../../dispatch.js';
 import { normEps, normGroups } from '../../../ops/norm.js';
 import { sizeOf, type TensorInfo } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
+import { ASM, type CpuArgs, type CpuExportName } from '../wasm-interface.js';
 
 const C = 'cpu';
 /** Elements per thread below which a norm runs on the calling thread only. */
 const GRAIN = 1 << 15;
-/** Rows per partial-sum chunk of the last-dim norms' gradients (assembly/norm.ts RCH). */
-const RCH = 32;
+/** Rows per partial-sum chunk of the last-dim norms' gradients. */
+const { RCH } = ASM.norm;
 
 /** [N, C, S] of a channel norm's x [N, C, ...]. */
 function ncs(x: TensorInfo): [number, number, number] {
@@ -71,8 +72,8 @@ registerKernel<CpuBackend>('batch_norm_train', C, (b, [x, w, bias], [y, mean, va
 registerKernel<CpuBackend>('batch_norm_train_grad', C, (b, [dy, x, w, mean, variance], [dx, dw, db], attrs) => {
   const [N, Ch, S] = ncs(x);
   const eps = normEps('batch_norm_train_grad', attrs);
-  const ptrs = [dy, x, w, mean, variance, dx, dw, db].map((t) => b.addr(t));
-  b.pool.run('batchNormTrainGrad', ranges(b, Ch, N * S).map(([c0, c1]) => [...ptrs, N, Ch, S, eps, c0, c1]));
+  const [dyp, xp, wp, mp, vp, dxp, dwp, dbp] = [dy, x, w, mean, variance, dx, dw, db].map((t) => b.addr(t));
+  b.pool.run('batchNormTrainGrad', ranges(b, Ch, N * S).map(([c0, c1]) => [dyp, xp, wp, mp, vp, dxp, dwp, dbp, N, Ch, S, eps, c0, c1]));
 });
 
 registerKernel<CpuBackend>('batch_norm_eval', C, (b, [x, w, bias, rm, rv], [y], attrs) => {
@@ -98,7 +99,7 @@ registerKernel<CpuBackend>('layer_norm', C, (b, [x, w, bias], [y, mean, rstd], a
 });
 
 /** Runs a last-dim norm gradient `fn` over row chunks, then sums the chunks' partials into `outs`. */
-function chunked(b: CpuBackend, fn: string, rows: number, D: number, outs: number[], args: (parts: number[], k0: number, k1: number) => number[]): void {
+function chunked<K extends CpuExportName>(b: CpuBackend, fn: K, rows: number, D: number, outs: number[], args: (parts: number[], k0: number, k1: number) => CpuArgs<K>): void {
   const chunks = Math.ceil(rows / RCH);
   withScratch(b, chunks * D * 4 * outs.length, (part) => {
     const parts = outs.map((_, i) => part + i * chunks * D * 4);

@@ -10,6 +10,7 @@
 import { registerKernel } from '../../../dispatch.js';
 import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../../ops/quantize.js';
 import type { CpuBackend } from '../backend.js';
+import { ASM, type CpuArgs, type CpuExportName } from '../wasm-interface.js';
 import { B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
 
 const C = 'cpu';
@@ -18,7 +19,7 @@ const C = 'cpu';
  * codebook saves ~10% of the time, but the wasm memory then grows past 1 GB in the benchmark.)
  */
 const CACHE_BUDGET = 64 << 20;
-const STAT_FIELDS = 5;
+const { STAT_FIELDS } = ASM.quantize;
 /** Codebook rows per online-softmax merge when `chunk` is not given. */
 const DEFAULT_CHUNK = 1024;
 
@@ -31,7 +32,7 @@ function laneCount(T: number, N: number, widthFactor: number): number {
 
 /** Most codebook units (more balance the threads better; each adds a dz partial per block). */
 const MAX_UNITS = 32;
-const UNIT_FIELDS = 16; // assembly/quantize.ts
+const { UNIT_FIELDS } = ASM.quantize;
 
 /** Codebook row ranges of the units (boundaries multiple of 4, at least 64 rows each). */
 function unitRanges(b: CpuBackend, N: number): [number, number][] {
@@ -62,7 +63,7 @@ function writeUnits(b: CpuBackend, table: number, units: Unit[]): void {
 }
 
 /** Runs a *Units export on min(threads, units) threads after zeroing the counter. */
-function runUnits(b: CpuBackend, fn: string, counter: number, units: number, args: (t: number) => number[]): void {
+function runUnits<K extends CpuExportName>(b: CpuBackend, fn: K, counter: number, units: number, args: (t: number) => CpuArgs<K>): void {
   b.mem().i32[counter / 4] = 0;
   b.pool.run(fn, Array.from({ length: Math.min(b.threads, units) }, (_, t) => args(t)));
 }

@@ -4,13 +4,17 @@ import { registerKernel } from '../../../dispatch.js';
 import { axisAttr, reduceGeometry } from '../../../ops/reduce.js';
 import { splitAxes } from '../../../shape.js';
 import type { CpuBackend } from '../backend.js';
+import { ASM } from '../wasm-interface.js';
+import { asmCode } from './util.js';
 
 const C = 'cpu';
-const REDUCE_CODES = ['sum', 'mean', 'max', 'min', 'logsumexp'];
+/** Reductions served by assembly/reduce.ts's `reduce`; codes are its constants of the same name. */
+const REDUCE_OPS = ['sum', 'mean', 'max', 'min', 'logsumexp'] as const;
 /** Elements per thread below which a reduction stays on the calling thread. */
 const GRAIN = 1 << 15;
 
-REDUCE_CODES.forEach((op, code) => {
+REDUCE_OPS.forEach((op) => {
+  const code = asmCode(op, ASM.reduce);
   registerKernel<CpuBackend>(op, C, (b, [x], [y], attrs) => {
     const { outer, reduced, inner } = reduceGeometry(op, x.shape, attrs);
     const xp = b.addr(x), yp = b.addr(y);

@@ -35,3 +35,11 @@ export function f32Bits(v: number): number {
   const f = new Float32Array([v]);
   return new Int32Array(f.buffer)[0];
 }
+
+/**
+ * The assembly's code for an op: its constant of the same name in upper case (from the
+ * generated wasm-interface.ts). A missing constant is a type error, not a wrong result.
+ */
+export function asmCode<Op extends string>(op: Op, codes: Record<Uppercase<Op>, number>): number {
+  return codes[op.toUpperCase() as Uppercase<Op>];
+}

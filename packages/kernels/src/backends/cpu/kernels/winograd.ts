@@ -7,6 +7,7 @@
 // depend on the thread count. Which convolutions take this path: chooseConv in conv.ts.
 
 import type { CpuBackend } from '../backend.js';
+import type { CpuArgs, CpuExportName } from '../wasm-interface.js';
 import { B_MATRIX, runGemm } from './gemm.js';
 
 /** 'winograd2': F(2x2,3x3); 'winograd4': F(4x4,3x3); 'direct': the implicit GEMM. */
@@ -52,7 +53,7 @@ function withBytes<T>(b: CpuBackend, sizes: number[], fn: (ptrs: number[]) => T)
 }
 
 /** Runs a counter-scheduled transform over `jobs` jobs: the counter is reset, then `parts` threads take jobs. */
-function runJobs(b: CpuBackend, fn: string, jobs: number, counter: number, scratch: number[], args: (scratch: number) => number[]): void {
+function runJobs<K extends CpuExportName>(b: CpuBackend, fn: K, jobs: number, counter: number, scratch: number[], args: (scratch: number) => CpuArgs<K>): void {
   b.mem().i32[counter / 4] = 0;
   const parts = Math.max(1, Math.min(b.threads, Math.floor(jobs / MIN_JOBS)));
   b.pool.run(fn, Array.from({ length: parts }, (_, t) => args(scratch[t])));

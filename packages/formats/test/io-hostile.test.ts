@@ -13,9 +13,9 @@ import {
   ZipReader,
   loadTorchStateDict,
   unpickle,
-} from '../src/io/index.js';
-import { RandomAccessFile } from '../src/io/file.js';
-import { crc32 } from '../src/io/zip.js';
+} from '../src/index.js';
+import { RandomAccessFile } from '../src/file.js';
+import { crc32 } from '../src/zip.js';
 
 const FIX = join(import.meta.dirname, 'fixtures');
 const TMP = mkdtempSync(join(tmpdir(), 'ibq-io-hostile-'));

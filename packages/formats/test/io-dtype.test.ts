@@ -16,7 +16,7 @@ import {
   readSafetensors,
   shapeNumel,
   toFloat32,
-} from '../src/io/index.js';
+} from '../src/index.js';
 
 describe('f16', () => {
   it('every bit pattern survives f16 -> f32 -> f16 (NaN stays NaN)', () => {

@@ -11,7 +11,7 @@ import {
   toFloat32,
   int64ToInt32,
   type HostTensor,
-} from '../src/io/index.js';
+} from '../src/index.js';
 
 const FIX = join(import.meta.dirname, 'fixtures');
 interface ExpectedTensor {

@@ -1,12 +1,15 @@
-// NumPy .npy files (format versions 1.0, 2.0, 3.0), little-endian, C order.
+// NumPy .npy files: format versions 1.0, 2.0 and 3.0; bool, (u)int8..64, float16/32/64 in
+// either byte order; C and Fortran order. Arrays come back little-endian and C-ordered (a
+// Fortran-ordered or big-endian file is converted on read); we write what numpy writes by default.
 
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic.js';
 import { DataFormatError } from './errors.js';
-import { writeFileAtomic } from './fsutil.js';
 
 export type NpyDtype =
-  | 'bool' | 'uint8' | 'int8' | 'uint16' | 'int16' | 'uint32' | 'int32' | 'float32' | 'float64' | 'int64' | 'uint64';
+  | 'bool' | 'uint8' | 'int8' | 'uint16' | 'int16' | 'uint32' | 'int32' | 'float16' | 'float32' | 'float64' | 'int64'
+  | 'uint64';
 
 export type NpyData =
   | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array | Float32Array | Float64Array
@@ -32,6 +35,8 @@ const DTYPES: Record<NpyDtype, DtypeInfo> = {
   int16: { descr: '<i2', size: 2, make: (n) => new Int16Array(n) },
   uint32: { descr: '<u4', size: 4, make: (n) => new Uint32Array(n) },
   int32: { descr: '<i4', size: 4, make: (n) => new Int32Array(n) },
+  // float16 is held as its raw bits (JS has no Float16Array in Node 20).
+  float16: { descr: '<f2', size: 2, make: (n) => new Uint16Array(n) },
   float32: { descr: '<f4', size: 4, make: (n) => new Float32Array(n) },
   float64: { descr: '<f8', size: 8, make: (n) => new Float64Array(n) },
   int64: { descr: '<i8', size: 8, make: (n) => new BigInt64Array(n) },
@@ -40,15 +45,18 @@ const DTYPES: Record<NpyDtype, DtypeInfo> = {
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
-function dtypeFromDescr(descr: string): NpyDtype | undefined {
-  // '|', '<' and '=' are little-endian (or byte-order free) on the hosts we run on.
-  const d = descr.replace(/^[=<|]/, '');
-  const map: Record<string, NpyDtype> = {
-    b1: 'bool', u1: 'uint8', i1: 'int8', u2: 'uint16', i2: 'int16', u4: 'uint32', i4: 'int32',
-    f4: 'float32', f8: 'float64', i8: 'int64', u8: 'uint64',
-  };
-  if (descr.startsWith('>') && !/^>[ub]1$|^>i1$/.test(descr)) return undefined;
-  return map[d.replace(/^>/, '')];
+const DESCR_CODES: Record<string, NpyDtype> = {
+  b1: 'bool', u1: 'uint8', i1: 'int8', u2: 'uint16', i2: 'int16', u4: 'uint32', i4: 'int32',
+  f2: 'float16', f4: 'float32', f8: 'float64', i8: 'int64', u8: 'uint64',
+};
+
+/** dtype and byte order of a descr such as '<f4', '>i8', '|u1' (byte order '=' is the host's: little). */
+function dtypeFromDescr(descr: string): { dtype: NpyDtype; bigEndian: boolean } | undefined {
+  const m = /^([<>|=]?)([a-z]\d+)$/.exec(descr);
+  if (!m) return undefined;
+  const dtype = DESCR_CODES[m[2]!];
+  if (!dtype) return undefined;
+  return { dtype, bigEndian: m[1] === '>' && DTYPES[dtype].size > 1 };
 }
 
 /** Bytes per element of a dtype. */
@@ -60,7 +68,7 @@ export function dtypeSize(dtype: NpyDtype): number {
 export function dtypeOf(data: NpyData): NpyDtype {
   if (data instanceof Uint8Array) return 'uint8';
   if (data instanceof Int8Array) return 'int8';
-  if (data instanceof Uint16Array) return 'uint16';
+  if (data instanceof Uint16Array) return 'uint16'; // float16 bits must be asked for
   if (data instanceof Int16Array) return 'int16';
   if (data instanceof Uint32Array) return 'uint32';
   if (data instanceof Int32Array) return 'int32';
@@ -79,6 +87,10 @@ export interface NpyHeader {
   dataOffset: number;
   /** Bytes of data (product of the shape times the element size). */
   dataBytes: number;
+  /** The data is stored column-major (decodeNpy converts it to C order). */
+  fortranOrder: boolean;
+  /** The data is stored big-endian (decodeNpy swaps it). */
+  bigEndian: boolean;
 }
 
 /** Parses the header of .npy bytes (at least the header must be present). */
@@ -105,15 +117,15 @@ export function parseNpyHeader(bytes: Uint8Array, name = '<npy>'): NpyHeader {
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
     throw new DataFormatError(name, `unreadable .npy header ${JSON.stringify(header.trim())}`);
   }
-  const dtype = dtypeFromDescr(descr);
-  if (!dtype) throw new DataFormatError(name, `unsupported dtype '${descr}' (little-endian bool/int/uint/float only)`);
+  const parsed = dtypeFromDescr(descr);
+  if (!parsed) throw new DataFormatError(name, `unsupported dtype '${descr}' (bool, int8-64, uint8-64 and float16/32/64 only)`);
+  const { dtype, bigEndian } = parsed;
   const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => Number(s.replace(/L$/, '')));
   if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new DataFormatError(name, `bad shape (${shapeText})`);
   const count = shape.reduce((a, d) => a * d, 1);
-  if (fortran === 'True' && shape.filter((d) => d > 1).length > 1) {
-    throw new DataFormatError(name, 'Fortran-order arrays are not supported');
-  }
-  return { dtype, shape, dataOffset: start + headerLen, dataBytes: count * DTYPES[dtype].size };
+  // With at most one axis longer than 1, Fortran and C order are the same bytes.
+  const fortranOrder = fortran === 'True' && shape.filter((d) => d > 1).length > 1;
+  return { dtype, shape, dataOffset: start + headerLen, dataBytes: count * DTYPES[dtype].size, fortranOrder, bigEndian };
 }
 
 /** Copies little-endian bytes into a new typed array of `dtype`. */
@@ -125,22 +137,71 @@ export function typedFromBytes(dtype: NpyDtype, bytes: Uint8Array): NpyData {
   return out;
 }
 
-/** Decodes .npy bytes. */
+/** Reverses the bytes of each element in place (big-endian files). */
+function swapBytes(bytes: Uint8Array, size: number): void {
+  for (let i = 0; i < bytes.length; i += size) {
+    for (let a = i, b = i + size - 1; a < b; a++, b--) {
+      const t = bytes[a]!;
+      bytes[a] = bytes[b]!;
+      bytes[b] = t;
+    }
+  }
+}
+
+/** Reorders column-major elements into row-major order. */
+function fortranToC(bytes: Uint8Array, shape: readonly number[], size: number): Uint8Array {
+  const n = shape.reduce((a, d) => a * d, 1);
+  const out = new Uint8Array(bytes.length);
+  const rank = shape.length;
+  const idx = new Array<number>(rank).fill(0);
+  // Walk C order; the Fortran offset of (i0..ik) is i0 + d0*(i1 + d1*(...)).
+  const fStride = new Array<number>(rank);
+  let s = 1;
+  for (let k = 0; k < rank; k++) {
+    fStride[k] = s;
+    s *= shape[k]!;
+  }
+  for (let c = 0; c < n; c++) {
+    let f = 0;
+    for (let k = 0; k < rank; k++) f += idx[k]! * fStride[k]!;
+    out.set(bytes.subarray(f * size, f * size + size), c * size);
+    for (let k = rank - 1; k >= 0; k--) {
+      if (++idx[k]! < shape[k]!) break;
+      idx[k] = 0;
+    }
+  }
+  return out;
+}
+
+/** The data bytes of an array as described by its header: little-endian, C order (a copy when converted). */
+export function normaliseNpyData(h: NpyHeader, data: Uint8Array): Uint8Array {
+  let bytes = data;
+  if (h.bigEndian) {
+    bytes = bytes.slice();
+    swapBytes(bytes, DTYPES[h.dtype].size);
+  }
+  if (h.fortranOrder) bytes = fortranToC(bytes, h.shape, DTYPES[h.dtype].size);
+  return bytes;
+}
+
+/** Decodes .npy bytes into a little-endian, C-ordered array. */
 export function decodeNpy(bytes: Uint8Array, name = '<npy>'): NpyArray {
   const h = parseNpyHeader(bytes, name);
   if (bytes.length < h.dataOffset + h.dataBytes) {
     throw new DataFormatError(name, `truncated: ${bytes.length - h.dataOffset} data bytes for shape (${h.shape.join(', ')}) ${h.dtype}`);
   }
-  return { dtype: h.dtype, shape: h.shape, data: typedFromBytes(h.dtype, bytes.subarray(h.dataOffset, h.dataOffset + h.dataBytes)) };
+  const data = normaliseNpyData(h, bytes.subarray(h.dataOffset, h.dataOffset + h.dataBytes));
+  return { dtype: h.dtype, shape: h.shape, data: typedFromBytes(h.dtype, data) };
 }
 
 /**
  * The .npy header for (dtype, shape): version 1.0 when it fits (2.0 otherwise), padded with
- * spaces to a multiple of 64 bytes and ended by '\n', as numpy writes it.
+ * spaces to a multiple of 64 bytes and ended by '\n', as numpy writes it. `fortranOrder`
+ * declares column-major data (the caller then writes it in that order).
  */
-export function npyHeader(dtype: NpyDtype, shape: readonly number[]): Uint8Array {
+export function npyHeader(dtype: NpyDtype, shape: readonly number[], fortranOrder = false): Uint8Array {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  const dict = `{'descr': '${DTYPES[dtype].descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const dict = `{'descr': '${DTYPES[dtype].descr}', 'fortran_order': ${fortranOrder ? 'True' : 'False'}, 'shape': ${shapeText}, }`;
   for (const [major, pre] of [[1, 10], [2, 12]] as const) {
     const total = Math.ceil((pre + dict.length + 1) / 64) * 64;
     const len = total - pre;
@@ -181,9 +242,9 @@ export async function readNpy(path: string): Promise<NpyArray> {
   return decodeNpy(await readFile(path), path);
 }
 
-/** Writes a .npy file (atomically). */
+/** Writes a .npy file atomically (missing parent folders are created). */
 export async function writeNpy(path: string, data: NpyData, shape?: readonly number[], dtype?: NpyDtype): Promise<void> {
-  await writeFileAtomic(path, encodeNpy(data, shape, dtype));
+  await writeFileAtomic(path, encodeNpy(data, shape, dtype), { mkdir: true });
 }
 
 /**
@@ -197,6 +258,7 @@ export class NpyFile {
   readonly rowSize: number;
   private fd: number | null;
   private readonly dataOffset: number;
+  private readonly bigEndian: boolean;
 
   constructor(readonly path: string) {
     this.fd = openSync(path, 'r');
@@ -214,6 +276,8 @@ export class NpyFile {
         }
       }
       const h = parseNpyHeader(bytes, path);
+      if (h.fortranOrder) throw new DataFormatError(path, 'a Fortran-order array has no contiguous rows; read it whole with readNpy');
+      this.bigEndian = h.bigEndian;
       this.dtype = h.dtype;
       this.shape = h.shape;
       this.dataOffset = h.dataOffset;
@@ -244,6 +308,7 @@ export class NpyFile {
       if (n === 0) throw new DataFormatError(this.path, 'file is shorter than its header says');
       done += n;
     }
+    if (this.bigEndian) swapBytes(bytes, size);
     return typedFromBytes(this.dtype, bytes);
   }
 

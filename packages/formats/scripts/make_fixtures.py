@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generate the checkpoint fixtures of packages/tensor/test/fixtures.
+"""Generate the checkpoint fixtures of packages/formats/test/fixtures.
 
 Run with a Python that has torch (Debian: `apt install python3-torch`, then
-`/usr/bin/python3 packages/tensor/scripts/make_fixtures.py`). Writes small files (KBs):
+`/usr/bin/python3 packages/formats/scripts/make_fixtures.py`). Writes small files (KBs):
 
   zip_v2.pt            torch.save zip format, pickle protocol 2 (torch's default)
   zip_v5.pt            zip format, pickle protocol 5

@@ -16,7 +16,7 @@ import {
   type HostDType,
   type HostTensor,
   type HostTypedArray,
-} from '../src/io/index.js';
+} from '../src/index.js';
 
 const FIX = join(import.meta.dirname, 'fixtures');
 const TMP = mkdtempSync(join(tmpdir(), 'ibq-io-st-'));
