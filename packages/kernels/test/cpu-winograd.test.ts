@@ -95,9 +95,12 @@ describe('cpu convolutions: direct and Winograd paths', () => {
         expect(chooseConv(two, geometry(c.shapes[0], c.shapes[1], pad), pad, kind), `${name} ${kind}`).toBe(want);
       }
     }
-    // 8 to 10 pixels a side: F(2x2); a 1x1 or strided kernel, or a data gradient with padding > 2: direct.
+    // 8 pixels a side and 16 channels are enough; 7 pixels, 8 channels, a 1x1 or strided kernel,
+    // or a data gradient with padding > 2 are not.
     const g = geometry([4, 32, 8, 8], [32, 32, 3, 3], [1, 1, 1, 1]);
-    expect(chooseConv(two, g, [1, 1, 1, 1], 'forward')).toBe('winograd2');
+    expect(chooseConv(two, g, [1, 1, 1, 1], 'forward')).toBe('winograd4');
+    expect(chooseConv(two, geometry([4, 32, 7, 9], [32, 32, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'weight')).toBe('direct');
+    expect(chooseConv(two, geometry([4, 8, 20, 20], [32, 8, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'input')).toBe('direct');
     expect(chooseConv(two, { ...g, sh: 2 }, [1, 1, 1, 1], 'forward')).toBe('direct');
     expect(chooseConv(two, { ...g, KH: 1, KW: 1 }, [0, 0, 0, 0], 'forward')).toBe('direct');
     expect(chooseConv(two, geometry([4, 32, 20, 20], [32, 32, 3, 3], [3, 3, 3, 3]), [3, 3, 3, 3], 'input')).toBe('direct');

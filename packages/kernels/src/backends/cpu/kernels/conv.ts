@@ -40,13 +40,13 @@ export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly n
 }
 
 /**
- * Winograd pays once the channel sums are long enough to amortise the transforms, and F(4x4)
- * once the image has enough tiles per row to fill the four-tile vectors of the transforms.
+ * Winograd pays once the channel sums are long enough to amortise the transforms: F(4x4,3x3)
+ * beat F(2x2,3x3) and the direct path on every layer of config S and of the official model
+ * from 8 x 8 pixels up (kernels README); smaller images stay direct (unmeasured).
  */
 function autoConv(cv: ConvGeometryDesc, _kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
   const side = Math.min(cv.OH, cv.OW, cv.H, cv.W);
-  if (Math.min(cv.C, cv.O) < 16 || side < 8) return 'direct';
-  return side >= 11 ? 'winograd4' : 'winograd2';
+  return Math.min(cv.C, cv.O) >= 16 && side >= 8 ? 'winograd4' : 'direct';
 }
 
 function perImage(n: number, aStep: number, bStep: number, cStep: number): [number, number, number][] {
