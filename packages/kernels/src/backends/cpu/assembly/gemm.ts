@@ -92,10 +92,26 @@ function packB(desc: usize, b: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc:
           src += step;
         }
       } else if (cols == NR && sk == 1) {
-        // Transposed B: each column is contiguous along k.
+        // Transposed B: each column is contiguous along k. 4 columns x 4 k at a time, transposed
+        // in registers (the Winograd weight gradient's V^T operand, matmuls with transB).
         const c0 = b + (<usize>((j0 + jp) * sn + k0) << 2);
         const s = <usize>sn << 2;
-        for (let k = 0; k < kc; k++) {
+        const k4 = kc & ~3;
+        for (let q = 0; q < NR; q += 4) {
+          const cq = c0 + <usize>q * s;
+          for (let k = 0; k < k4; k += 4) {
+            const src = cq + (<usize>k << 2);
+            const x0 = v128.load(src), x1 = v128.load(src + s), x2 = v128.load(src + 2 * s), x3 = v128.load(src + 3 * s);
+            const t0 = v128.shuffle<f32>(x0, x1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(x2, x3, 0, 4, 1, 5);
+            const t2 = v128.shuffle<f32>(x0, x1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(x2, x3, 2, 6, 3, 7);
+            const p = panel + (<usize>k << 6) + (<usize>q << 2);
+            v128.store(p, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+            v128.store(p + 64, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+            v128.store(p + 128, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+            v128.store(p + 192, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+          }
+        }
+        for (let k = k4; k < kc; k++) {
           const p = panel + (<usize>k << 6);
           let c = c0 + (<usize>k << 2);
           for (let q = 0; q < NR; q++) {
