@@ -36,6 +36,14 @@ export interface LoaderOptions {
   prefetch?: number;
   /** Called for each skipped item. Default: one line on stderr. */
   onSkip?: (item: SkippedItem) => void;
+  /**
+   * Data-parallel sharding: of each global batch of batchSize x count consecutive items of the
+   * epoch's order, this process reads the rank-th slice of batchSize (so the processes together
+   * read each item once per epoch, and their batches together are what one process with
+   * batchSize x count would read). Batch indices count global batches; an incomplete last
+   * global batch is dropped.
+   */
+  shard?: { rank: number; count: number };
 }
 
 export interface SkippedItem {
@@ -98,6 +106,7 @@ export class BatchLoader {
   readonly seed: number;
   readonly dropLast: boolean;
   readonly prefetch: number;
+  readonly shard: { rank: number; count: number };
   private readonly onSkip: (item: SkippedItem) => void;
   private pool: DecodePool | null = null;
   private readonly workers: number;
@@ -116,6 +125,12 @@ export class BatchLoader {
     this.seed = options.seed ?? 0;
     this.dropLast = options.dropLast ?? this.shuffle;
     this.prefetch = Math.max(1, options.prefetch ?? 2);
+    this.shard = options.shard ?? { rank: 0, count: 1 };
+    const { rank, count } = this.shard;
+    if (!(Number.isInteger(count) && count >= 1 && Number.isInteger(rank) && rank >= 0 && rank < count)) {
+      throw new Error(`BatchLoader: bad shard rank ${rank} of ${count}`);
+    }
+    if (count > 1 && !this.dropLast) throw new Error('BatchLoader: sharding needs dropLast (every rank must get a full batch)');
     this.onSkip = options.onSkip ?? ((s) => {
       process.stderr.write(`data: skipped item ${s.index}${s.path ? ` (${s.path})` : ''}: ${s.reason}\n`);
     });
@@ -126,14 +141,22 @@ export class BatchLoader {
   /** Nominal batches per epoch (before any skip). */
   get batchesPerEpoch(): number {
     const n = this.dataset.length;
+    if (this.shard.count > 1) return Math.floor(n / (this.batchSize * this.shard.count));
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
-  /** The dataset indices of an epoch, in reading order. */
+  /** The dataset indices this process reads in an epoch, in reading order (its shard's slices of the global order). */
   order(epoch: number): Uint32Array {
     const n = this.dataset.length;
-    if (!this.shuffle) return Uint32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, this.seed, 0x73687566 /* 'shuf' */, epoch);
+    const all = this.shuffle ? permutation(n, this.seed, 0x73687566 /* 'shuf' */, epoch) : Uint32Array.from({ length: n }, (_, i) => i);
+    const { rank, count } = this.shard;
+    if (count === 1) return all;
+    const B = this.batchSize;
+    const global = B * count;
+    const batches = Math.floor(n / global);
+    const mine = new Uint32Array(batches * B);
+    for (let j = 0; j < batches; j++) mine.set(all.subarray(j * global + rank * B, j * global + (rank + 1) * B), j * B);
+    return mine;
   }
 
   /** RandomCrop's (h_start, w_start) for an item of an epoch. */
@@ -205,9 +228,9 @@ export class BatchLoader {
    */
   async *epoch(epoch: number, from: { batch?: number; cursor?: number } = {}): AsyncGenerator<Batch> {
     if (this.closed) throw new Error('BatchLoader: closed');
-    const n = this.dataset.length;
     const B = this.batchSize;
     const order = this.order(epoch);
+    const n = order.length;
     let batchIndex = from.batch ?? 0;
     let issued = from.cursor ?? batchIndex * B;
     const windowSize = this.prefetch * B;
