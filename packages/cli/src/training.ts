@@ -1,12 +1,18 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
 // on Ctrl-C, and --resume from the folder's checkpoint.
+//
+// Under MPI (`dataParallel`) every rank runs this loop on its shard of each global batch;
+// only rank 0 writes the run folder and prints progress; a stop request on any rank stops all
+// of them after the same step; --resume continues at the same place in the data with the same
+// or another number of ranks.
 
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
+import type { DataParallel } from '@ibq/mpi';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
 import { TensorBoardWriter } from './tensorboard.js';
@@ -54,6 +60,8 @@ export interface RunOptions {
   perceptual: PerceptualLoss | null;
   gan: boolean;
   precision?: Precision;
+  /** The ranks of an MPI launch; batchSize is then per rank (global batch = batchSize x ranks x accumulate). */
+  dataParallel?: DataParallel | null;
 }
 
 export interface RunResult {
@@ -69,31 +77,54 @@ const fmt = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0
 
 /** Trains until `steps`, the time budget or Ctrl-C; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
-  mkdirSync(join(o.out, 'images'), { recursive: true });
+  const dp = o.dataParallel ?? null;
+  const ranks = dp?.size ?? 1;
+  const root = !dp || dp.isRoot;
+  if (root) mkdirSync(join(o.out, 'images'), { recursive: true });
   const checkpoint = join(o.out, 'checkpoint.safetensors');
   const loader = new BatchLoader(o.dataset, {
     batchSize: o.batchSize,
     transform: o.transform,
     shuffle: true,
     seed: o.seed,
-    onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`),
+    onSkip: (s) => io.err(`${ranks > 1 ? `rank ${dp!.rank}: ` : ''}skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`),
+    ...(ranks > 1 ? { shard: { rank: dp!.rank, count: ranks } } : {}),
   });
   const stepsPerEpoch = Math.max(1, Math.floor(loader.batchesPerEpoch / o.accumulate));
   const trainer = new IBQTrainer({
     config: o.config, backend: o.backend, seed: o.seed, perceptual: o.perceptual, accumulate: o.accumulate, gan: o.gan, stepsPerEpoch, precision: o.precision,
+    dataParallel: dp,
   });
+  const globalBatch = o.batchSize * ranks;
   let position: Partial<LoaderPosition> = {};
   if (o.resume) {
-    if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
-    const state = await trainer.load(checkpoint);
-    position = (state.loader as LoaderPosition | undefined) ?? {};
-    io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
-  } else {
+    // Rank 0 reads the checkpoint (the run folder need not be on a shared file system) and synchronize() hands its state to the others.
+    let saved: SavedPosition = {};
+    if (root) {
+      if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
+      const state = await trainer.load(checkpoint);
+      saved = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
+    }
+    if (dp) {
+      const [has, epoch, batch, cursor, g, r] = await dp.broadcastNumbers([
+        saved.epoch === undefined ? 0 : 1, saved.epoch ?? 0, saved.batch ?? 0, saved.cursor ?? 0, saved.globalBatch ?? 0, saved.ranks ?? 0,
+      ]);
+      saved = has ? { epoch, batch, cursor, globalBatch: g || undefined, ranks: r || undefined } : {};
+    }
+    const resumed = resumePosition(saved, o.batchSize, ranks);
+    position = resumed.position;
+    if (root) {
+      if (resumed.notice) io.err(resumed.notice);
+      io.err(`resumed from ${checkpoint} at step ${trainer.step}${ranks > 1 ? ` on ${ranks} ranks` : ''}`);
+    }
+  } else if (root) {
     writeFileSync(join(o.out, 'config.yaml'), o.configText);
   }
+  // DDP's start: every rank takes rank 0's weights (and, after a resume, its whole state).
+  await trainer.synchronize();
 
   const metricsFile = join(o.out, 'metrics.jsonl');
-  const tb = new TensorBoardWriter(o.out);
+  const tb = root ? new TensorBoardWriter(o.out) : null;
   const usage = new UsageWindow(o.config.n_embed);
   let stop = false;
   const onSigint = () => {
@@ -108,7 +139,11 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
   const save = async () => {
-    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
+    // Ranks whose weights drifted apart would train on silently; say so (a check of all weights, at checkpoints only).
+    if (dp && !(await dp.inSync(trainer.model.parameters())) && root) {
+      io.err(`warning: at step ${trainer.step} the ranks' generator weights are not bitwise identical (a non-deterministic kernel?); the checkpoint holds rank 0's`);
+    }
+    if (root) await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed, globalBatch, ranks });
   };
   try {
     const micro: Float32Array[] = [];
@@ -142,17 +177,21 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         lecam_loss: log.lecam_loss, disc_factor: log.disc_factor, lr: log.lr, codebook_usage: usage.usage(),
         ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
-      if (done % o.logEvery === 0 || done === o.steps) {
+      if (root && (done % o.logEvery === 0 || done === o.steps)) {
         appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);
-        tb.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
+        tb!.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
       }
       const left = Math.min(o.steps - done, o.seconds !== undefined ? (o.seconds - secs) * rate : Infinity);
-      io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
+      if (root) io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
         + `loss ${fmt(log.total_loss)}  L1 ${fmt(log.reconstruct_loss)}  quant ${fmt(log.codebook_quant_loss)}  `
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
-      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
+      if (root && o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      if (done >= o.steps || stop || (o.seconds !== undefined && secs >= o.seconds)) break;
+      let finish = stop || (o.seconds !== undefined && secs >= o.seconds);
+      // A signal or a time budget on any rank stops every rank after this same step.
+      if (dp) finish = await dp.any(finish);
+      if (finish) stop ||= o.seconds === undefined || secs < o.seconds;
+      if (done >= o.steps || finish) break;
     }
   } catch (e) {
     io.status('');
@@ -160,12 +199,39 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
     throw e;
   } finally {
     process.off('SIGINT', onSigint);
-    tb.close();
+    tb?.close();
     await loader.close();
   }
   io.status('');
   await save();
   return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop, lastLog, checkpoint };
+}
+
+/** A checkpoint's data position, with the data-parallel shape of the run that wrote it. */
+interface SavedPosition extends Partial<LoaderPosition> {
+  /** Images per optimizer micro-step over all ranks (absent in checkpoints of single-process runs before data parallelism). */
+  globalBatch?: number;
+  ranks?: number;
+}
+
+/**
+ * Where to continue in the data: the saved position when the run's shape is unchanged (exact,
+ * skipped items included); else the same number of images into the epoch, counted in global
+ * batches of the new shape.
+ */
+export function resumePosition(saved: SavedPosition, batchSize: number, ranks: number): { position: Partial<LoaderPosition>; notice: string | null } {
+  if (saved.epoch === undefined) return { position: {}, notice: null };
+  const globalBatch = batchSize * ranks;
+  const savedRanks = saved.ranks ?? 1;
+  if (savedRanks === ranks && (saved.globalBatch ?? globalBatch) === globalBatch) return { position: { epoch: saved.epoch, batch: saved.batch, cursor: saved.cursor }, notice: null };
+  // Images of the epoch already consumed: a single process's cursor counts them exactly; ranks count global batches.
+  const items = savedRanks === 1 ? (saved.cursor ?? 0) : (saved.batch ?? 0) * (saved.globalBatch ?? globalBatch);
+  const batch = Math.floor(items / globalBatch);
+  const position: Partial<LoaderPosition> = { epoch: saved.epoch, batch, ...(ranks === 1 ? { cursor: items } : {}) };
+  const lost = items - batch * globalBatch;
+  const notice = `resuming a run of ${savedRanks} rank(s) (global batch ${saved.globalBatch ?? '?'}) on ${ranks} (global batch ${globalBatch}): ` +
+    `continuing at image ${items} of epoch ${saved.epoch}` + (lost > 0 && ranks > 1 ? ` (from ${batch * globalBatch}: ${lost} images are seen again)` : '');
+  return { position, notice };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */

@@ -98,6 +98,35 @@ export class DataParallel {
     }
   }
 
+  /** Rank 0's numbers on every rank (counters, a data position); float64 on the wire. */
+  async broadcastNumbers(values: readonly number[]): Promise<number[]> {
+    const data = Float64Array.from(values);
+    if (this.comm.size > 1) await this.comm.broadcast(data, 0);
+    return Array.from(data);
+  }
+
+  /**
+   * Whether every rank holds bitwise the same values in `tensors` (weights that data
+   * parallelism must keep identical): two 32-bit FNV-1a-style hashes of their words per rank, compared
+   * with rank 0's. Reads every tensor back: call it at checkpoints, not every step.
+   */
+  async inSync(tensors: readonly Tensor[]): Promise<boolean> {
+    if (this.comm.size === 1) return true;
+    let h1 = 0x811c9dc5, h2 = 0x050c5d1f;
+    for (const t of tensors) {
+      const buf = (await t.data()).slice().buffer;
+      // 32-bit words where the size allows (4x fewer rounds), bytes otherwise.
+      const words = buf.byteLength % 4 === 0 ? new Uint32Array(buf) : new Uint8Array(buf);
+      for (let i = 0; i < words.length; i++) {
+        h1 = Math.imul(h1 ^ words[i], 0x01000193) >>> 0;
+        h2 = Math.imul(h2 ^ words[words.length - 1 - i], 0x01000193) >>> 0;
+      }
+    }
+    const mine = [h1, h2];
+    const root = await this.broadcastNumbers(mine);
+    return !(await this.any(root[0] !== mine[0] || root[1] !== mine[1]));
+  }
+
   /** Averages scalars over the ranks (logged losses); float64 on the wire. */
   async average(values: readonly number[]): Promise<number[]> {
     const data = Float64Array.from(values);
