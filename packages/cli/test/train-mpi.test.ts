@@ -219,6 +219,18 @@ describe.skipIf(missing !== null)(`ibq train under mpiexec -n 2${missing ? ` (sk
     expect(metrics(out).at(-1)!.step).toBe(stopped);
   }, 300_000);
 
+  it('Ctrl-C on mpiexec (Hydra passes it to every rank) stops the job with one checkpoint', async () => {
+    const out = join(dir, 'sigint-mpiexec');
+    const job = mpiTrain(out, 100_000);
+    await waitFor('two logged steps', () => metricLines(out) >= 2);
+    process.kill(job.pid, 'SIGINT');
+    const r = await job;
+    expect(r.code, r.stderr).toBe(0);
+    const stopped = Number(/interrupted at step (\d+)/.exec(r.stdout)?.[1]);
+    expect(stopped).toBeGreaterThanOrEqual(2);
+    expect((await checkpoint(out)).state.step).toBe(stopped);
+  }, 300_000);
+
   it('a killed rank ends the job; the last checkpoint stays whole and resumes', async () => {
     const out = join(dir, 'killed');
     const job = mpiTrain(out, 100_000, ['--checkpoint-every', '1']);

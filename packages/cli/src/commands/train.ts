@@ -141,41 +141,39 @@ function quietIo(io: Io): Io {
 }
 
 async function train(values: OptionValues, io: Io, dp: DataParallel | null): Promise<number> {
-  {
-    const ranks = dp?.size ?? 1;
-    const configPath = requiredString(values, 'config');
-    const { config, text } = readConfig(configPath);
-    const { dataset, transform } = await openTrainingData(values, config);
-    const batchSize = positiveInt(values, 'batch-size', config.batch_size);
-    const accumulate = positiveInt(values, 'accumulate', 1);
-    const perEpoch = Math.max(1, Math.floor(Math.floor(dataset.length / (batchSize * ranks)) / accumulate));
-    const steps = positiveInt(values, 'steps', (config.max_epochs ?? 1) * perEpoch);
-    const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
-    const perceptual = await openPerceptual(values, io);
-    const backend = await openBackend(values.device as string | undefined);
+  const ranks = dp?.size ?? 1;
+  const configPath = requiredString(values, 'config');
+  const { config, text } = readConfig(configPath);
+  const { dataset, transform } = await openTrainingData(values, config);
+  const batchSize = positiveInt(values, 'batch-size', config.batch_size);
+  const accumulate = positiveInt(values, 'accumulate', 1);
+  const perEpoch = Math.max(1, Math.floor(Math.floor(dataset.length / (batchSize * ranks)) / accumulate));
+  const steps = positiveInt(values, 'steps', (config.max_epochs ?? 1) * perEpoch);
+  const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
+  const perceptual = await openPerceptual(values, io);
+  const backend = await openBackend(values.device as string | undefined);
+  try {
+    let precision;
     try {
-      let precision;
-      try {
-        const r = resolvePrecision(config.precision, values.precision as string | undefined, backend);
-        precision = r.precision;
-        if (r.notice) io.err(r.notice);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize}${ranks > 1 ? ` x ${ranks} ranks` : ''} x ${accumulate}, ${steps} steps -> ${out}`);
-      const r = await runTraining({
-        config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
-        seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
-        checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
-        logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, dataParallel: dp,
-      }, io);
-      io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`);
-      r.trainer.dispose();
-      return EXIT_OK;
-    } finally {
-      perceptual?.dispose();
-      backend.destroy();
+      const r = resolvePrecision(config.precision, values.precision as string | undefined, backend);
+      precision = r.precision;
+      if (r.notice) io.err(r.notice);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
     }
+    io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize}${ranks > 1 ? ` x ${ranks} ranks` : ''} x ${accumulate}, ${steps} steps -> ${out}`);
+    const r = await runTraining({
+      config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
+      seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
+      checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
+      logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, dataParallel: dp,
+    }, io);
+    io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`);
+    r.trainer.dispose();
+    return EXIT_OK;
+  } finally {
+    perceptual?.dispose();
+    backend.destroy();
   }
 }
 
