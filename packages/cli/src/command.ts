@@ -36,7 +36,12 @@ export class UsageError extends Error {
   }
 }
 
-/** Exit codes: 0 success, 1 a check or the work failed, 2 bad usage. */
+/**
+ * Exit codes: 0 success (a finished run), 1 a check or the work failed, 2 bad usage, and for
+ * a run stopped by a signal (stop.ts) the shell's 128 + signal number: 130 SIGINT, 143 SIGTERM.
+ */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+export const EXIT_SIGINT = 130;
+export const EXIT_SIGTERM = 143;

@@ -6,6 +6,7 @@ import { CodebookUsageCounter, ReconstructionMetricsAccumulator, reconstructionM
 import type { IBQTokenizer } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import type { StopController } from './stop.js';
 
 export interface ReconstructionReport {
   images: number;
@@ -14,11 +15,15 @@ export interface ReconstructionReport {
   codebookUsage: number;
   codesUsed: number;
   seconds: number;
+  /** A signal ended the pass early: the figures cover only `images` images. */
+  stopped: boolean;
 }
 
 export async function evaluateReconstruction(
-  model: IBQTokenizer, dataset: ImageDataset, o: { batchSize: number; resolution: number; nEmbed: number; transform?: { resize: number; crop: 'center' } }, io: Io,
+  model: IBQTokenizer, dataset: ImageDataset,
+  o: { batchSize: number; resolution: number; nEmbed: number; transform?: { resize: number; crop: 'center' }; stop?: StopController }, io: Io,
 ): Promise<ReconstructionReport> {
+  if (o.stop) o.stop.stopping = 'finishing this batch, then stopping the evaluation';
   const loader = new BatchLoader(dataset, { batchSize: o.batchSize, shuffle: false, dropLast: false, transform: o.transform, onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`) });
   const acc = new ReconstructionMetricsAccumulator();
   const usage = new CodebookUsageCounter(o.nEmbed);
@@ -35,6 +40,8 @@ export async function evaluateReconstruction(
       seen += batch.size;
       const rate = seen / ((Date.now() - t0) / 1000);
       io.status(`reconstructing ${seen}/${dataset.length}  ${rate.toFixed(1)} images/s  ETA ${((dataset.length - seen) / rate).toFixed(0)}s`);
+      await o.stop?.boundary();
+      if (o.stop?.requested) break;
     }
   } finally {
     await loader.close();
@@ -42,5 +49,5 @@ export async function evaluateReconstruction(
   }
   const r = acc.result();
   const u = usage.result();
-  return { images: r.images, psnr: r.psnr, ssim: r.ssim, codebookUsage: u.fraction, codesUsed: u.used, seconds: (Date.now() - t0) / 1000 };
+  return { images: r.images, psnr: r.psnr, ssim: r.ssim, codebookUsage: u.fraction, codesUsed: u.used, seconds: (Date.now() - t0) / 1000, stopped: o.stop?.requested ?? false };
 }

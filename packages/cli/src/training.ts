@@ -1,13 +1,13 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
-// on Ctrl-C, and --resume from the folder's checkpoint.
+// when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
 //
 // Under MPI (`dataParallel`) every rank runs this loop on its shard of each global batch;
 // only rank 0 writes the run folder and prints progress; a stop request on any rank stops all
 // of them after the same step; --resume continues at the same place in the data with the same
 // or another number of ranks.
 
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition, floatToImage, tileImages, writePng } from '@ibq/data';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
@@ -15,6 +15,7 @@ import type { Backend } from '@ibq/kernels';
 import type { DataParallel } from '@ibq/mpi';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import type { StopController } from './stop.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
 /** Codebook usage over the last `window` steps. */
@@ -60,6 +61,8 @@ export interface RunOptions {
   perceptual: PerceptualLoss | null;
   gan: boolean;
   precision?: Precision;
+  /** Checked after each step: a signal ends the run with a checkpoint. */
+  stop: StopController;
   /** The ranks of an MPI launch; batchSize is then per rank (global batch = batchSize x ranks x accumulate). */
   dataParallel?: DataParallel | null;
 }
@@ -68,6 +71,7 @@ export interface RunResult {
   trainer: IBQTrainer;
   stepsThisSession: number;
   seconds: number;
+  /** Stopped by a signal (o.stop says which) rather than by `steps` or the time budget. */
   interrupted: boolean;
   lastLog: StepLog | null;
   checkpoint: string;
@@ -75,7 +79,7 @@ export interface RunResult {
 
 const fmt = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
 
-/** Trains until `steps`, the time budget or Ctrl-C; the trainer stays alive for evaluation. */
+/** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   const dp = o.dataParallel ?? null;
   const ranks = dp?.size ?? 1;
@@ -99,19 +103,19 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   let position: Partial<LoaderPosition> = {};
   if (o.resume) {
     // Rank 0 reads the checkpoint (the run folder need not be on a shared file system) and synchronize() hands its state to the others.
-    let saved: SavedPosition = {};
+    let from: SavedPosition = {};
     if (root) {
       if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
       const state = await trainer.load(checkpoint);
-      saved = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
+      from = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
     }
     if (dp) {
       const [has, epoch, batch, cursor, g, r] = await dp.broadcastNumbers([
-        saved.epoch === undefined ? 0 : 1, saved.epoch ?? 0, saved.batch ?? 0, saved.cursor ?? 0, saved.globalBatch ?? 0, saved.ranks ?? 0,
+        from.epoch === undefined ? 0 : 1, from.epoch ?? 0, from.batch ?? 0, from.cursor ?? 0, from.globalBatch ?? 0, from.ranks ?? 0,
       ]);
-      saved = has ? { epoch, batch, cursor, globalBatch: g || undefined, ranks: r || undefined } : {};
+      from = has ? { epoch, batch, cursor, globalBatch: g || undefined, ranks: r || undefined } : {};
     }
-    const resumed = resumePosition(saved, o.batchSize, ranks);
+    const resumed = resumePosition(from, o.batchSize, ranks);
     position = resumed.position;
     if (root) {
       if (resumed.notice) io.err(resumed.notice);
@@ -126,24 +130,35 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   const metricsFile = join(o.out, 'metrics.jsonl');
   const tb = root ? new TensorBoardWriter(o.out) : null;
   const usage = new UsageWindow(o.config.n_embed);
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130); // a second Ctrl-C: leave now (the last checkpoint is intact)
-    stop = true;
-    io.err('\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)');
+  const { stop } = o;
+  // Which step the checkpoint on disk holds, for a forced exit's message. A save under way
+  // replaces the file (a new inode) only at its final rename.
+  const inode = () => (existsSync(checkpoint) ? statSync(checkpoint).ino : -1);
+  let saved = o.resume ? { step: trainer.step, inode: inode() } : undefined;
+  let saving: number | undefined;
+  const stepOnDisk = () => (saving !== undefined && inode() !== (saved?.inode ?? -1) ? saving : saved?.step);
+  stop.stopping = 'finishing this step, then writing a checkpoint';
+  stop.onForcedExit = () => {
+    const step = stepOnDisk();
+    return step === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${step} (continue with --resume)`;
   };
-  process.on('SIGINT', onSigint);
+  stop.discardPartialWritesIn(o.out);
 
   const t0 = Date.now();
   const startStep = trainer.step;
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
+  let stopped = false;
   const save = async () => {
     // Ranks whose weights drifted apart would train on silently; say so (a check of all weights, at checkpoints only).
     if (dp && !(await dp.inSync(trainer.model.parameters())) && root) {
       io.err(`warning: at step ${trainer.step} the ranks' generator weights are not bitwise identical (a non-deterministic kernel?); the checkpoint holds rank 0's`);
     }
-    if (root) await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed, globalBatch, ranks });
+    if (!root) return;
+    saving = trainer.step;
+    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed, globalBatch, ranks });
+    saved = { step: saving, inode: inode() };
+    saving = undefined;
   };
   try {
     const micro: Float32Array[] = [];
@@ -187,24 +202,23 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
       if (root && o.imageEvery > 0 && done % o.imageEvery === 0) await writeGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      let finish = stop || (o.seconds !== undefined && secs >= o.seconds);
-      // A signal or a time budget on any rank stops every rank after this same step.
-      if (dp) finish = await dp.any(finish);
-      if (finish) stop ||= o.seconds === undefined || secs < o.seconds;
-      if (done >= o.steps || finish) break;
+      if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
+      await stop.boundary();
+      // A signal on any rank stops every rank after this same step.
+      stopped = dp ? await dp.any(stop.requested) : stop.requested;
+      if (stopped) break;
     }
   } catch (e) {
     io.status('');
     if (e instanceof NonFiniteLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    process.off('SIGINT', onSigint);
     tb?.close();
     await loader.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop, lastLog, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, checkpoint };
 }
 
 /** A checkpoint's data position, with the data-parallel shape of the run that wrote it. */

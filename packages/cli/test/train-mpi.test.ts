@@ -212,8 +212,10 @@ describe.skipIf(missing !== null)(`ibq train under mpiexec -n 2${missing ? ` (sk
     expect(pid).not.toBeNull();
     process.kill(pid!, 'SIGINT');
     const r = await job;
-    expect(r.code, r.stderr).toBe(0);
-    const stopped = Number(/interrupted at step (\d+)/.exec(r.stdout)?.[1]);
+    // Rank 1 exits 130 (SIGINT), rank 0 0; mpiexec passes on the worst.
+    expect(r.code, r.stderr).toBe(130);
+    const stopped = Number(/stopped by a signal to another rank at step (\d+)/.exec(r.stdout)?.[1]);
+    expect(r.stdout).toMatch(/to continue: mpiexec -n 2 ibq train .* --resume/);
     expect(stopped).toBeGreaterThanOrEqual(2);
     expect((await checkpoint(out)).state.step).toBe(stopped);
     expect(metrics(out).at(-1)!.step).toBe(stopped);
@@ -225,8 +227,9 @@ describe.skipIf(missing !== null)(`ibq train under mpiexec -n 2${missing ? ` (sk
     await waitFor('two logged steps', () => metricLines(out) >= 2);
     process.kill(job.pid, 'SIGINT');
     const r = await job;
-    expect(r.code, r.stderr).toBe(0);
-    const stopped = Number(/interrupted at step (\d+)/.exec(r.stdout)?.[1]);
+    // Hydra's own exit code after it forwarded a Ctrl-C varies from run to run (130 or 0); the ranks' work does not.
+    expect([0, 130], r.stdout + r.stderr).toContain(r.code);
+    const stopped = Number(/stopped by SIGINT \(Ctrl-C\) at step (\d+)/.exec(r.stdout)?.[1]);
     expect(stopped).toBeGreaterThanOrEqual(2);
     expect((await checkpoint(out)).state.step).toBe(stopped);
   }, 300_000);

@@ -9,6 +9,7 @@ import { DEMO_CONFIG_YAML, demoConfig } from '@ibq/ibq';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import { type Command, EXIT_OK } from '../command.js';
 import { evaluateReconstruction } from '../evaluate.js';
+import { watchStopSignals } from '../stop.js';
 import { DEVICE_OPTION, openBackend, positiveInt } from '../tokenizer.js';
 import { runTraining } from '../training.js';
 
@@ -20,7 +21,9 @@ export const demoCommand: Command = {
 Trains the demo IBQ tokenizer (32x32, 8x8 tokens, 1024 codes) on Debian's Fashion-MNIST
 for a time budget on the best device found, then reconstructs the test images and prints
 PSNR, SSIM and codebook usage. Writes checkpoint.safetensors, metrics.jsonl, TensorBoard
-events, reconstructions.png and report.json into the output folder.
+events, reconstructions.png and report.json into the output folder. Ctrl-C (SIGINT) or
+SIGTERM stops after the current step or batch: the checkpoint is written, the rest skipped,
+and the exit code is 130 (SIGINT) or 143 (SIGTERM); a second signal quits at once.
   --out DIR          (default runs/demo)
   --device D         auto (default), webgpu, cpu or reference
   --minutes M        training time budget (default 4)
@@ -41,15 +44,26 @@ events, reconstructions.png and report.json into the output folder.
     const testCount = Math.min(test.length, positiveInt(values, 'test-images', test.length));
     const backend = await openBackend(values.device as string | undefined);
     io.out(`ibq demo: training a ${config.n_embed}-code IBQ tokenizer on Fashion-MNIST (${train.length} images, ${R}x${R}) on ${backend.name} for ${minutes} min`);
+    const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
     try {
       const run = await runTraining({
         config, configText: DEMO_CONFIG_YAML, dataset: train, backend, out, resume: false, seed: 0, batchSize, accumulate: 1,
-        steps, seconds: minutes * 60, checkpointEvery: 200, imageEvery: 100, logEvery: 10, perceptual: null, gan: false,
+        steps, seconds: minutes * 60, checkpointEvery: 200, imageEvery: 100, logEvery: 10, perceptual: null, gan: false, stop,
       }, io);
       io.out(`trained ${run.stepsThisSession} steps (${(run.stepsThisSession * batchSize / run.seconds).toFixed(1)} images/s) in ${run.seconds.toFixed(0)} s; checkpoint ${run.checkpoint}`);
+      if (run.interrupted) {
+        io.out(`${stop.reason}: the test-set evaluation was skipped`);
+        run.trainer.dispose();
+        return stop.exitCode();
+      }
       const model = run.trainer.model.eval();
       const subset = testCount < test.length ? { length: testCount, get: (i: number) => test.get(i) } : test;
-      const report = await evaluateReconstruction(model, subset, { batchSize: 50, resolution: R, nEmbed: config.n_embed }, io);
+      const report = await evaluateReconstruction(model, subset, { batchSize: 50, resolution: R, nEmbed: config.n_embed, stop }, io);
+      if (report.stopped) {
+        io.out(`${stop.reason} after reconstructing ${report.images} of ${subset.length} test images: no report written; checkpoint ${run.checkpoint}`);
+        run.trainer.dispose();
+        return stop.exitCode();
+      }
       await writeGrid(model, subset, join(out, 'reconstructions.png'), R);
       writeFileSync(join(out, 'report.json'), `${JSON.stringify({ device: backend.name, trainSteps: run.trainer.step, trainSeconds: run.seconds, test: report }, null, 2)}\n`);
       io.out(`test set (${report.images} images, ${report.seconds.toFixed(0)} s): PSNR ${report.psnr.toFixed(2)} dB  SSIM ${report.ssim.toFixed(4)}  codebook usage ${(100 * report.codebookUsage).toFixed(1)}% (${report.codesUsed}/${config.n_embed})`);
@@ -57,6 +71,7 @@ events, reconstructions.png and report.json into the output folder.
       run.trainer.dispose();
       return EXIT_OK;
     } finally {
+      stop.dispose();
       backend.destroy();
     }
   },

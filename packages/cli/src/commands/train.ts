@@ -7,9 +7,10 @@ import { ImageFolderDataset, type ImageDataset, openMnist, trainTransform } from
 import { LPIPS, type LpipsWeightsSource, loadLpips, lpipsWeightsAvailable } from '@ibq/eval';
 import { ConfigError, type IBQConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
 import { type Communicator, DataParallel, MpiUnavailableError, detectMpiLaunch, initMpi } from '@ibq/mpi';
-import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
+import { type Command, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { DEVICE_OPTION, existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { watchStopSignals } from '../stop.js';
 import { runTraining } from '../training.js';
 
 export const TRAIN_OPTIONS = {
@@ -94,6 +95,9 @@ config's losses and Adam settings. The run folder gets checkpoint.safetensors (w
 atomically every N steps and on Ctrl-C), metrics.jsonl, TensorBoard event files
 ('tensorboard --logdir runs/'), config.yaml and images/step_*.png (inputs beside
 reconstructions). The reference's YAML works with only the data path changed.
+Ctrl-C (SIGINT) or SIGTERM stops the run after the current step with a checkpoint and
+prints the --resume command; a second signal quits at once (the last checkpoint stays
+whole). Exit code: 0 finished, 130 stopped by SIGINT, 143 by SIGTERM, 1 failed, 2 bad usage.
   --config FILE        the tokenizer config (the reference's YAML schema)
 ${TRAIN_USAGE}`,
   options: { ...TRAIN_OPTIONS, config: { type: 'string' } },
@@ -135,7 +139,7 @@ async function joinMpiLaunch(values: OptionValues, io: Io): Promise<DataParallel
   return new DataParallel(comm, { wire, bucketBytes: bucketMb * 1024 * 1024 });
 }
 
-/** What a rank other than 0 prints: errors only. */
+/** What a rank other than 0 prints: errors and warnings only. */
 function quietIo(io: Io): Io {
   return { ...io, out: () => {}, status: () => {}, err: (line: string) => { if (/\b(error|warning)\b/i.test(line)) io.err(line); } };
 }
@@ -162,19 +166,42 @@ async function train(values: OptionValues, io: Io, dp: DataParallel | null): Pro
       throw new UsageError((e as Error).message);
     }
     io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize}${ranks > 1 ? ` x ${ranks} ranks` : ''} x ${accumulate}, ${steps} steps -> ${out}`);
-    const r = await runTraining({
-      config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
-      seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
-      checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
-      logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, dataParallel: dp,
-    }, io);
-    io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`);
-    r.trainer.dispose();
-    return EXIT_OK;
+    const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
+    try {
+      const r = await runTraining({
+        config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
+        seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
+        checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
+        logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, stop, dataParallel: dp,
+      }, io);
+      const where = `at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`;
+      if (r.interrupted) {
+        io.out(`${stop.requested ? stop.reason : 'stopped by a signal to another rank'} ${where}`);
+        io.out(`to continue: ${ranks > 1 ? `mpiexec -n ${ranks} ` : ''}${resumeCommand(values, out)}`);
+      } else {
+        io.out(`finished ${where}`);
+      }
+      r.trainer.dispose();
+      return stop.exitCode();
+    } finally {
+      stop.dispose();
+    }
   } finally {
     perceptual?.dispose();
     backend.destroy();
   }
+}
+
+/** This run's command line with --resume (and --out, which the run folder depends on). */
+function resumeCommand(values: OptionValues, out: string): string {
+  const args = ['ibq', 'train'];
+  for (const [name, v] of Object.entries(values)) {
+    if (name === 'resume' || v === undefined || v === false) continue;
+    for (const one of Array.isArray(v) ? v : [v]) args.push(`--${name}`, ...(one === true ? [] : [String(one)]));
+  }
+  if (values.out === undefined) args.push('--out', out);
+  args.push('--resume');
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
 }
 
 export function positiveIntOrZero(values: OptionValues, name: string): number {
