@@ -11,12 +11,15 @@
 #include <climits>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -192,8 +195,17 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   });
 }
 
-// Largest element count per MPI call (counts are C ints).
-constexpr size_t CHUNK = size_t(1) << 28;
+// Bytes per MPI call. Counts are C ints, and MPICH allocates a temporary buffer the size of
+// each all-reduce: pieces of a few MiB stay in cache and avoid page-faulting a fresh buffer of
+// the whole payload on every call (IBQ_MPI_CHUNK_MB overrides, for measuring).
+size_t chunkBytes() {
+  static size_t bytes = [] {
+    const char* env = std::getenv("IBQ_MPI_CHUNK_MB");
+    double mb = env ? std::atof(env) : 8.0;
+    return static_cast<size_t>(std::max(mb, 0.001) * 1024 * 1024);
+  }();
+  return bytes;
+}
 
 // broadcast(typedArray, root): in place, as bytes.
 Napi::Value Broadcast(const Napi::CallbackInfo& info) {
@@ -207,8 +219,9 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   return enqueue(
       env,
       [data, bytes, root]() -> std::string {
-        for (size_t at = 0; at < bytes; at += CHUNK) {
-          size_t n = std::min(CHUNK, bytes - at);
+        const size_t chunk = std::min(chunkBytes(), size_t(INT_MAX));
+        for (size_t at = 0; at < bytes; at += chunk) {
+          size_t n = std::min(chunk, bytes - at);
           int rc = MPI_Bcast(data + at, static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD);
           if (rc != MPI_SUCCESS) return mpiError("MPI_Bcast", rc);
         }
@@ -217,7 +230,7 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
       nullptr, arr);
 }
 
-// allReduce(typedArray, dtype: 'f32'|'bf16'|'f16'|'f64'|'i32', op: 'sum'|'avg'): in place.
+// allReduce(typedArray, dtype: 'f32'|'bf16'|'f16'|'f64'|'i32', op: 'sum'|'avg', wire?: 'bf16'): in place.
 Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireStarted(env);
@@ -246,6 +259,28 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   }
   auto* data = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
   size_t count = arr.ElementLength();
+  // A Float32Array sent as bf16: converted piece by piece on the MPI thread, summed in float32.
+  bool bf16Wire = info.Length() > 3 && info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "bf16";
+  if (bf16Wire && kind != 0) throw Napi::TypeError::New(env, "allReduce: the bf16 wire is for Float32Array data (dtype f32)");
+  if (bf16Wire) {
+    return enqueue(
+        env,
+        [data, count, avg]() -> std::string {
+          auto* f = reinterpret_cast<float*>(data);
+          const float scale = avg ? 1.0f / static_cast<float>(worldSize) : 1.0f;
+          const size_t chunk = std::max<size_t>(1, chunkBytes() / 2);
+          std::vector<uint16_t> wire(std::min(chunk, count));
+          for (size_t at = 0; at < count; at += chunk) {
+            size_t n = std::min(chunk, count - at);
+            for (size_t i = 0; i < n; i++) wire[i] = floatToBf16(f[at + i] * scale);
+            int rc = MPI_Allreduce(MPI_IN_PLACE, wire.data(), static_cast<int>(n), MPI_UINT16_T, bf16SumOp, MPI_COMM_WORLD);
+            if (rc != MPI_SUCCESS) return mpiError("MPI_Allreduce", rc);
+            for (size_t i = 0; i < n; i++) f[at + i] = bf16ToFloat(wire[i]);
+          }
+          return "";
+        },
+        nullptr, arr);
+  }
   return enqueue(
       env,
       [data, count, mtype, mop, width, kind, avg]() -> std::string {
@@ -253,8 +288,9 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
         // 16-bit formats are divided before the sum (f16 would overflow after it).
         if (avg && kind == 3) for (size_t i = 0; i < count; i++) { auto* p = reinterpret_cast<uint16_t*>(data) + i; *p = floatToBf16(bf16ToFloat(*p) * inv); }
         if (avg && kind == 4) for (size_t i = 0; i < count; i++) { auto* p = reinterpret_cast<uint16_t*>(data) + i; *p = floatToF16(f16ToFloat(*p) * inv); }
-        for (size_t at = 0; at < count; at += CHUNK) {
-          size_t n = std::min(CHUNK, count - at);
+        const size_t chunk = std::max<size_t>(1, chunkBytes() / width);
+        for (size_t at = 0; at < count; at += chunk) {
+          size_t n = std::min(chunk, count - at);
           int rc = MPI_Allreduce(MPI_IN_PLACE, data + at * width, static_cast<int>(n), mtype, mop, MPI_COMM_WORLD);
           if (rc != MPI_SUCCESS) return mpiError("MPI_Allreduce", rc);
         }

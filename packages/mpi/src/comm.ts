@@ -15,7 +15,7 @@ interface Addon {
   init(): Promise<{ rank: number; size: number; localRank: number; localSize: number; threadLevel: number; library: string }>;
   barrier(): Promise<void>;
   broadcast(data: ArrayBufferView, root: number): Promise<void>;
-  allReduce(data: ArrayBufferView, dtype: ReduceDType, op: ReduceOp): Promise<void>;
+  allReduce(data: ArrayBufferView, dtype: ReduceDType, op: ReduceOp, wire?: 'bf16'): Promise<void>;
   finalize(): Promise<void>;
   abort(code: number): void;
 }
@@ -117,12 +117,13 @@ export class Communicator {
   /**
    * Sums (or averages) `data` over the ranks, in place. 16-bit floats travel as Uint16Array
    * and are summed in float32 by a custom MPI op; 'avg' divides them before the sum (f16 would
-   * overflow after it) and f32/f64 after. Do not touch `data` until it resolves.
+   * overflow after it) and f32/f64 after. `wire: 'bf16'` sends a Float32Array as bf16 (half
+   * the bytes), converted piece by piece on the MPI thread. Do not touch `data` until it resolves.
    */
-  allReduce(data: Float32Array | Float64Array | Int32Array | Uint16Array, o: { dtype?: ReduceDType; op?: ReduceOp } = {}): Promise<void> {
+  allReduce(data: Float32Array | Float64Array | Int32Array | Uint16Array, o: { dtype?: ReduceDType; op?: ReduceOp; wire?: 'bf16' } = {}): Promise<void> {
     const dtype = o.dtype ?? (data instanceof Float32Array ? 'f32' : data instanceof Float64Array ? 'f64' : data instanceof Int32Array ? 'i32' : undefined);
     if (!dtype) throw new Error('allReduce: a Uint16Array needs dtype bf16 or f16');
-    return this.native.allReduce(data, dtype, o.op ?? 'sum');
+    return o.wire ? this.native.allReduce(data, dtype, o.op ?? 'sum', o.wire) : this.native.allReduce(data, dtype, o.op ?? 'sum');
   }
 
   /** MPI_Finalize (collective: every rank calls it once, at the end). */

@@ -26,7 +26,6 @@ export class DataParallel {
   readonly bucketElements: number;
   readonly wire: 'f32' | 'bf16';
   private staging: Float32Array[] = [];
-  private wireStaging: Uint16Array[] = [];
 
   constructor(readonly comm: Communicator, o: DataParallelOptions = {}) {
     const bytes = o.bucketBytes ?? 25 * 1024 * 1024;
@@ -173,18 +172,13 @@ export class DataParallel {
   private stagingFor(slot: number, length: number): Float32Array {
     if (!this.staging[slot]) {
       this.staging[slot] = new Float32Array(this.bucketElements);
-      if (this.wire === 'bf16') this.wireStaging[slot] = new Uint16Array(this.bucketElements);
     }
     return this.staging[slot].subarray(0, length);
   }
 
-  private async reduce(slot: number, length: number): Promise<void> {
+  private reduce(slot: number, length: number): Promise<void> {
     const stage = this.staging[slot].subarray(0, length);
-    if (this.wire === 'f32') return this.comm.allReduce(stage, { op: 'avg' });
-    const half = this.wireStaging[slot].subarray(0, length);
-    toBf16(stage, half);
-    await this.comm.allReduce(half, { dtype: 'bf16', op: 'avg' });
-    fromBf16(half, stage);
+    return this.comm.allReduce(stage, { op: 'avg', ...(this.wire === 'bf16' ? { wire: 'bf16' as const } : {}) });
   }
 
   private writeBack(grads: Tensor[], segments: Segment[], slot: number): void {
@@ -194,25 +188,5 @@ export class DataParallel {
       const info = g.info;
       g.backend.write(info.buffer, stage.subarray(s.at, s.at + s.length), info.offset + s.offset);
     }
-  }
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** float32 -> bfloat16, rounded to nearest even (NaN stays NaN). */
-export function toBf16(src: Float32Array, dst: Uint16Array): void {
-  for (let i = 0; i < src.length; i++) {
-    f32[0] = src[i];
-    const u = u32[0];
-    dst[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-  }
-}
-
-/** bfloat16 -> float32 (exact). */
-export function fromBf16(src: Uint16Array, dst: Float32Array): void {
-  for (let i = 0; i < src.length; i++) {
-    u32[0] = src[i] << 16;
-    dst[i] = f32[0];
   }
 }

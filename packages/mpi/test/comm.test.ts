@@ -22,7 +22,7 @@ describe('detectMpiLaunch', () => {
 });
 
 describe.skipIf(missing !== null)(`MPI addon under mpiexec -n 2${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  it('barrier, broadcast and all-reduce in f32, f64, i32, bf16 and f16', async () => {
+  it('barrier, broadcast and all-reduce in f32, f64, i32, bf16 and f16, and f32 over a bf16 wire', async () => {
     const r = await mpiexec(2, [process.execPath, script, addonPath()], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).sort((a, b) => a.rank - b.rank);
@@ -36,6 +36,7 @@ describe.skipIf(missing !== null)(`MPI addon under mpiexec -n 2${missing ? ` (sk
       expect(l.i32sum).toBe(3);
       expect(l.bf16).toEqual([0x4080, 0x4000]);
       expect(l.f16).toEqual([0x7c00, 0x7b53]);
+      expect(l.bf16wire).toEqual([2, 0.333984375]);
       expect(l.broadcast).toEqual([7, 1]);
       expect(l.mismatch).toMatch(/does not match the array/);
     }
