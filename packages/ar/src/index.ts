@@ -1,2 +1,6 @@
-// @ibq/ar: the class-conditional autoregressive transformer, trainer and sampler (see README.md); not written yet.
-export {};
+// @ibq/ar: the class-conditional autoregressive transformer of IBQ (llama.py's GPT), its
+// configs and presets, and the sampler.
+export * from './config.js';
+export * from './model.js';
+export * from './sampler.js';
+export * from './trainer.js';

@@ -10,7 +10,11 @@ import { demoCommand } from './commands/demo.js';
 import { devicesCommand } from './commands/devices.js';
 import { encodeCommand } from './commands/encode.js';
 import { reconstructCommand } from './commands/reconstruct.js';
+import { tokenizeCommand } from './commands/tokenize.js';
+import { trainArCommand } from './commands/train-ar.js';
 import { trainCommand } from './commands/train.js';
+import { sampleCommand } from './commands/sample.js';
+import { mergeSamplesCommand } from './commands/merge-samples.js';
 import { type Io, processIo } from './io.js';
 
 export const VERSION = '0.1.0';
@@ -18,6 +22,7 @@ export const VERSION = '0.1.0';
 /** Every subcommand; later ones (encode, train, sample...) are added here. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, devicesCommand, trainCommand, convertCommand, encodeCommand, decodeCommand, reconstructCommand,
+  sampleCommand, mergeSamplesCommand, tokenizeCommand, trainArCommand,
 ];
 
 export function usage(): string {

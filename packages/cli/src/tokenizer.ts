@@ -95,21 +95,29 @@ export async function loadTokenizer(values: OptionValues, io: Io): Promise<Loade
     if (e instanceof ConfigError) throw new UsageError(e.message);
     throw e;
   }
-  const weights = await readTokenizerWeights(ckptPath, {
-    weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined,
-    notice: (m) => io.err(m),
-  });
   const backend = await openBackend(values.device as string | undefined);
+  try {
+    const model = await buildTokenizer(config, ckptPath, { weights: values.raw ? 'raw' : values.ema ? 'ema' : undefined, configPath }, io);
+    return { model, config, backend };
+  } catch (e) {
+    backend.destroy();
+    throw e;
+  }
+}
+
+/** A tokenizer of `config` with the weights of `ckptPath`, in eval mode, on the current backend. */
+export async function buildTokenizer(
+  config: IBQConfig, ckptPath: string, o: { weights?: 'raw' | 'ema'; configPath: string }, io: Io,
+): Promise<IBQTokenizer> {
+  const weights = await readTokenizerWeights(ckptPath, { weights: o.weights, notice: (m) => io.err(m) });
   const model = nn.withoutRandomInit(() => new IBQTokenizer(config));
   try {
     model.loadStateDict(weights);
   } catch (e) {
     model.dispose();
-    backend.destroy();
-    throw new Error(`checkpoint '${ckptPath}' does not fit config '${configPath}': ${(e as Error).message}`);
+    throw new Error(`checkpoint '${ckptPath}' does not fit config '${o.configPath}': ${(e as Error).message}`);
   }
-  model.eval();
-  return { model, config, backend };
+  return model.eval();
 }
 
 /** Runs `work` over [0, n) in batches, showing progress on long inputs. */

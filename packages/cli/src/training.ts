@@ -77,7 +77,9 @@ export interface RunResult {
   checkpoint: string;
 }
 
-const fmt = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
+/** A loss or rate for the progress line: 4 decimals, or exponent notation when large or tiny. */
+export const formatScalar = (v: number) => (Math.abs(v) >= 100 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
+const fmt = formatScalar;
 
 /** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {

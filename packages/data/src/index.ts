@@ -26,6 +26,11 @@ export {
   type IdxArray, type IdxImageOptions, type IdxType,
 } from './datasets/idx.js';
 export { CIFAR10_CLASSES, Cifar10Dataset } from './datasets/cifar.js';
-export { labelsPathOf, TokenShardDataset, writeTokenShard, type TokenSample } from './datasets/tokens.js';
+export {
+  labelsPathOf, readShardRecord, readTokenIndex, shardStem, TOKEN_INDEX_FILE, TOKEN_INDEX_FORMAT, TokenShardDataset, writeIndexedShard,
+  writeTokenIndex, writeTokenShard, type TokenAugmentation, type TokenSample, type TokenShardIndex, type TokenShardRecord,
+} from './datasets/tokens.js';
+export { TokenLoader, type TokenBatch, type TokenLoaderOptions } from './token-loader.js';
+export { augmentViews, viewCount } from './views.js';
 export { BatchLoader, type Batch, type LoaderOptions, type LoaderPosition, type SkippedItem, type SkipSummary } from './loader.js';
 export { DecodePool, defaultWorkerCount, workerSource } from './pool.js';

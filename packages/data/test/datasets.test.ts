@@ -175,7 +175,7 @@ describe('token shards', () => {
     expect([...b.tokens]).toEqual([1004, 1005, 1006, 1007, 0, 1, 2, 3]);
     expect([...b.labels]).toEqual([9, 5]);
     expect(() => ds.get(5)).toThrow(RangeError);
-    ds.close();
+    await ds.close();
     await expect(writeTokenShard(join(root, 'x.npy'), t0, 2, 2, 2)).rejects.toThrow(/12 tokens/);
   });
 });

@@ -5,3 +5,9 @@ export {
   type SsimOptions,
 } from './image-metrics.js';
 export * from './lpips.js';
+export { FeatureStats, loadPartialStats, savePartialStats, type GaussianStats } from './feature-stats.js';
+export {
+  FRECHET_EPS, FRECHET_IMAGINARY_TOLERANCE, FrechetError, frechetDistance, frechetDistanceDetails, symmetricEigen, symmetricSqrt,
+  traceSqrtProduct, type FrechetDetails,
+} from './frechet.js';
+export { accuracy, classifyImages, type ClassifiedSet, type ClassifierTraining, DemoClassifier, type ImageBatchSource, trainDemoClassifier } from './demo-classifier.js';

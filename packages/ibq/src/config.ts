@@ -108,6 +108,18 @@ export function parseConfig(text: string, file = '<config>'): IBQConfig {
   } catch (e) {
     throw new ConfigError(file, `not valid YAML: ${(e as Error).message}`);
   }
+  return configFromDocument(doc, file);
+}
+
+/**
+ * The tokenizer of an AR config: its `first_stage_config.params`, read as the init_args of a
+ * tokenizer config (`file` names the AR config in errors).
+ */
+export function configFromInitArgs(initArgs: Record<string, unknown>, file = '<config>'): IBQConfig {
+  return configFromDocument({ model: { class_path: 'src.IBQ.models.ibqgan.IBQ', init_args: initArgs } }, file);
+}
+
+function configFromDocument(doc: unknown, file: string): IBQConfig {
   const args = get(doc, ['model', 'init_args'], file) as Obj;
   if (!args || typeof args !== 'object') throw new ConfigError(file, "missing 'model.init_args'");
   const dd = args.ddconfig as Obj;

@@ -79,6 +79,37 @@ async function readFromTorch(path: string, o: ReadWeightsOptions): Promise<Map<s
   }
 }
 
+/**
+ * An AR model's transformer weights (`transformer.*`, float32) from an official AR .ckpt, the
+ * `.transformer.safetensors` that `ibq convert` writes, or any safetensors holding them under
+ * the official names (with or without the `transformer.` prefix; returned with it).
+ */
+export async function readTransformerWeights(path: string, o: ReadWeightsOptions = {}): Promise<Map<string, HostTensor>> {
+  const out = new Map<string, HostTensor>();
+  if (isTorchFile(path)) {
+    const ck = await openTorch(path, o);
+    try {
+      for (const [k, ref] of splitArCheckpoint(ck.stateDict(), path).transformer) out.set(k, f32(await ck.read(ref)));
+    } finally {
+      await ck.close();
+    }
+    return out;
+  }
+  const r = await SafetensorsReader.open(path);
+  try {
+    const keys = r.keys();
+    const prefixed = keys.some((k) => k.startsWith('transformer.'));
+    const own = prefixed ? keys.filter((k) => k.startsWith('transformer.')) : keys.filter((k) => !isGeneratorKey(k));
+    if (!own.some((k) => k.endsWith('tok_emb.weight'))) {
+      throw new Error(`${path}: no AR transformer weights (no 'transformer.tok_emb.weight' or 'tok_emb.weight')`);
+    }
+    for (const k of own) out.set(prefixed ? k : `transformer.${k}`, f32(await r.read(k)));
+    return out;
+  } finally {
+    await r.close();
+  }
+}
+
 export interface ConvertResult {
   kind: 'tokenizer' | 'ar';
   /** Files written with their tensor counts. */
