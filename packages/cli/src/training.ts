@@ -15,6 +15,7 @@ import type { Backend } from '@ibq/kernels';
 import type { DataParallel } from '@ibq/mpi';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import { type SavedPosition, sharedResumePosition } from './mpi-launch.js';
 import type { StopController } from './stop.js';
 import { TensorBoardWriter } from './tensorboard.js';
 
@@ -111,13 +112,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
       const state = await trainer.load(checkpoint);
       from = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
     }
-    if (dp) {
-      const [has, epoch, batch, cursor, g, r] = await dp.broadcastNumbers([
-        from.epoch === undefined ? 0 : 1, from.epoch ?? 0, from.batch ?? 0, from.cursor ?? 0, from.globalBatch ?? 0, from.ranks ?? 0,
-      ]);
-      from = has ? { epoch, batch, cursor, globalBatch: g || undefined, ranks: r || undefined } : {};
-    }
-    const resumed = resumePosition(from, o.batchSize, ranks);
+    const resumed = await sharedResumePosition(dp, from, o.batchSize);
     position = resumed.position;
     if (root) {
       if (resumed.notice) io.err(resumed.notice);
@@ -221,33 +216,6 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   io.status('');
   await save();
   return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, checkpoint };
-}
-
-/** A checkpoint's data position, with the data-parallel shape of the run that wrote it. */
-interface SavedPosition extends Partial<LoaderPosition> {
-  /** Images per optimizer micro-step over all ranks (absent in checkpoints of single-process runs before data parallelism). */
-  globalBatch?: number;
-  ranks?: number;
-}
-
-/**
- * Where to continue in the data: the saved position when the run's shape is unchanged (exact,
- * skipped items included); else the same number of images into the epoch, counted in global
- * batches of the new shape.
- */
-export function resumePosition(saved: SavedPosition, batchSize: number, ranks: number): { position: Partial<LoaderPosition>; notice: string | null } {
-  if (saved.epoch === undefined) return { position: {}, notice: null };
-  const globalBatch = batchSize * ranks;
-  const savedRanks = saved.ranks ?? 1;
-  if (savedRanks === ranks && (saved.globalBatch ?? globalBatch) === globalBatch) return { position: { epoch: saved.epoch, batch: saved.batch, cursor: saved.cursor }, notice: null };
-  // Images of the epoch already consumed: a single process's cursor counts them exactly; ranks count global batches.
-  const items = savedRanks === 1 ? (saved.cursor ?? 0) : (saved.batch ?? 0) * (saved.globalBatch ?? globalBatch);
-  const batch = Math.floor(items / globalBatch);
-  const position: Partial<LoaderPosition> = { epoch: saved.epoch, batch, ...(ranks === 1 ? { cursor: items } : {}) };
-  const lost = items - batch * globalBatch;
-  const notice = `resuming a run of ${savedRanks} rank(s) (global batch ${saved.globalBatch ?? '?'}) on ${ranks} (global batch ${globalBatch}): ` +
-    `continuing at image ${items} of epoch ${saved.epoch}` + (lost > 0 && ranks > 1 ? ` (from ${batch * globalBatch}: ${lost} images are seen again)` : '');
-  return { position, notice };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */

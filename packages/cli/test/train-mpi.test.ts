@@ -3,11 +3,12 @@
 // counts, a Ctrl-C on one rank stopping both after the same step with one checkpoint, a killed
 // rank ending the job with the last checkpoint intact, and an MPI launch without MPI.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodePng } from '@ibq/data';
 import { readSafetensors, toFloat32 } from '@ibq/tensor';
 import { mpiMissing, mpiexec } from '../../mpi/test/mpirun.js';
 
@@ -61,7 +62,24 @@ async function checkpoint(out: string) {
  * a tiny noise, which Adam turns into steps of about lr whatever its size, so those elements
  * (second moment below 1e-14) may differ by lr per step.
  */
-async function stateDistance(a: string, b: string, steps: number, lr = 1e-3): Promise<{ worst: number; where: string; compared: number }> {
+interface StateNames {
+  /** Prefixes of the first and second Adam moments, the EMA, and the weights (with the key of each weight's second moment). */
+  moments: [string, string];
+  ema: string;
+  weight: (name: string) => string | null;
+}
+const TOKENIZER_NAMES: StateNames = {
+  moments: ['optimizer.gen.exp_avg.', 'optimizer.gen.exp_avg_sq.'],
+  ema: 'model_ema.',
+  weight: (n) => (/^(optimizer|model_ema|loss|lecam)\./.test(n) ? null : `optimizer.gen.exp_avg_sq.${n}`),
+};
+const AR_NAMES: StateNames = {
+  moments: ['optimizer.exp_avg.', 'optimizer.exp_avg_sq.'],
+  ema: 'model_ema.',
+  weight: (n) => (n.startsWith('transformer.') ? `optimizer.exp_avg_sq.${n.slice('transformer.'.length)}` : null),
+};
+
+async function stateDistance(a: string, b: string, steps: number, lr = 1e-3, names = TOKENIZER_NAMES): Promise<{ worst: number; where: string; compared: number }> {
   const [ca, cb] = [await checkpoint(a), await checkpoint(b)];
   const f = (c: typeof ca, name: string) => {
     const t = c.tensors.get(name);
@@ -79,26 +97,27 @@ async function stateDistance(a: string, b: string, steps: number, lr = 1e-3): Pr
       }
     }
   };
-  const names = [...cb.tensors.keys()];
-  for (const kind of ['optimizer.gen.exp_avg.', 'optimizer.gen.exp_avg_sq.']) {
-    const mine = names.filter((n) => n.startsWith(kind));
+  const keys = [...cb.tensors.keys()];
+  for (const kind of names.moments) {
+    const mine = keys.filter((n) => n.startsWith(kind) && !(kind === names.moments[0] && n.startsWith(names.moments[1])));
     const scale = Math.max(...mine.map((n) => f(cb, n).reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
     for (const n of mine) check(n, f(ca, n), f(cb, n), () => 1e-5 * scale);
   }
-  for (const n of names.filter((n) => n.startsWith('model_ema.'))) check(n, f(ca, n), f(cb, n), () => 1e-5);
-  for (const n of names.filter((n) => !/^(optimizer|model_ema|loss|lecam)\./.test(n))) {
-    const v = cb.tensors.get(`optimizer.gen.exp_avg_sq.${n}`);
-    if (!v) continue; // buffers
+  for (const n of keys.filter((n) => n.startsWith(names.ema))) check(n, f(ca, n), f(cb, n), () => 1e-5);
+  for (const n of keys) {
+    const sqKey = names.weight(n);
+    const v = sqKey ? cb.tensors.get(sqKey) : undefined;
+    if (!v) continue; // buffers, and what is not a weight
     const sq = toFloat32(v);
     check(n, f(ca, n), f(cb, n), (i) => (sq[i] > 1e-14 ? 1e-5 : lr * steps + 1e-5));
   }
   return { worst, where, compared };
 }
 
-function expectSameLosses(a: Record<string, number>[], b: Record<string, number>[]) {
+function expectSameLosses(a: Record<string, number>[], b: Record<string, number>[], losses = ['total_loss', 'reconstruct_loss', 'codebook_quant_loss']) {
   expect(a.map((l) => l.step)).toEqual(b.map((l) => l.step));
   a.forEach((l, i) => {
-    for (const k of ['total_loss', 'reconstruct_loss', 'codebook_quant_loss']) {
+    for (const k of losses) {
       expect(Math.abs(l[k] - b[i][k]), `step ${l.step} ${k}: ${l[k]} vs ${b[i][k]}`).toBeLessThan(1e-5 * (1 + Math.abs(b[i][k])));
     }
   });
@@ -249,5 +268,45 @@ describe.skipIf(missing !== null)(`ibq train under mpiexec -n 2${missing ? ` (sk
     const resumed = await run([...trainArgs(EQ_CONFIG, out, 4, saved + 1), '--resume']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(new RegExp(`finished at step ${saved + 1}`));
+  }, 300_000);
+});
+
+describe.skipIf(missing !== null)(`ibq train-ar under mpiexec -n 2${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  // The micro GPT with its dropouts off (each rank draws its masks from the same seeded stream,
+  // as the reference's seed_everything does, so they cannot equal one process's over 2B rows);
+  // label dropout stays on: it draws by the row's place in the global batch.
+  const AR_MICRO = fileURLToPath(new URL('./fixtures/ar_micro.yaml', import.meta.url));
+  const TOK_CKPT = fileURLToPath(new URL('../../ibq/test/fixtures/micro.ckpt', import.meta.url));
+  const arConfig = join(dir, 'ar.yaml');
+  const shards = join(dir, 'shards');
+
+  beforeAll(async () => {
+    writeFileSync(arConfig, readFileSync(AR_MICRO, 'utf8').replace(/(resid_dropout_p|ffn_dropout_p|token_drop): 0\.1/g, '$1: 0.0'));
+    const images = join(dir, 'ar-images');
+    for (const [c, cls] of ['a', 'b'].entries()) {
+      mkdirSync(join(images, cls), { recursive: true });
+      for (let i = 0; i < 6; i++) {
+        const data = new Uint8Array(8 * 8 * 3).map((_, j) => (j * (i + 3) + c * 90) % 256);
+        writeFileSync(join(images, cls, `${i}.png`), await encodePng({ data, height: 8, width: 8, channels: 3 }));
+      }
+    }
+    const r = await run(['tokenize', '--config', MICRO, '--ckpt', TOK_CKPT, '--device', 'cpu', '--data', images, '--out', shards, '--flip']);
+    expect(r.code, r.stderr).toBe(0);
+  }, 300_000);
+
+  it('2 ranks x batch 2 equal 1 process x batch 4: losses, AdamW moments and weights', async () => {
+    const args = (out: string, batch: number) => ['train-ar', '--config', arConfig, '--tokens', shards, '--device', 'cpu', '--out', out, '--batch-size', String(batch),
+      '--steps', '6', '--log-every', '1', '--sample-every', '1000', '--ema'];
+    const one = join(dir, 'ar-one'), two = join(dir, 'ar-two');
+    const r1 = await run(args(one, 4));
+    expect(r1.code, r1.stderr).toBe(0);
+    const r2 = await mpiexec(2, [process.execPath, IBQ, ...args(two, 2)], { cwd: REPO });
+    expect(r2.code, r2.stderr + r2.stdout).toBe(0);
+    expect(r2.stderr).toMatch(/12 token grids, batch 2 x 2 ranks x 1, 6 steps \(3 per epoch/);
+    expectSameLosses(metrics(two), metrics(one), ['loss', 'grad_norm']);
+    const d = await stateDistance(two, one, 6, 1e-2, AR_NAMES);
+    expect(d.compared).toBeGreaterThan(10);
+    expect(d.worst, d.where).toBeLessThanOrEqual(1);
+    expect((await checkpoint(two)).state).toMatchObject({ step: 6, ranks: 2, globalBatch: 4 });
   }, 300_000);
 });

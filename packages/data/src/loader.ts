@@ -43,7 +43,7 @@ export interface LoaderOptions {
    * batchSize x count would read). Batch indices count global batches; an incomplete last
    * global batch is dropped.
    */
-  shard?: { rank: number; count: number };
+  shard?: Shard;
 }
 
 export interface SkippedItem {
@@ -89,6 +89,35 @@ export interface Batch {
   next: LoaderPosition;
 }
 
+/** A data-parallel rank's part of the data: `rank` of `count` processes. */
+export interface Shard {
+  rank: number;
+  count: number;
+}
+
+export function checkShard(who: string, shard: Shard, dropLast: boolean): void {
+  const { rank, count } = shard;
+  if (!(Number.isInteger(count) && count >= 1 && Number.isInteger(rank) && rank >= 0 && rank < count)) {
+    throw new Error(`${who}: bad shard rank ${rank} of ${count}`);
+  }
+  if (count > 1 && !dropLast) throw new Error(`${who}: sharding needs dropLast (every rank must get a full batch)`);
+}
+
+/**
+ * What one rank reads of an epoch's order: of each global batch (batchSize x count consecutive
+ * items), the rank-th slice of batchSize; an incomplete last global batch is dropped. The ranks'
+ * batches together are one process's batches of batchSize x count, each item read once.
+ */
+export function shardOrder(all: Uint32Array, batchSize: number, shard: Shard): Uint32Array {
+  const { rank, count } = shard;
+  if (count === 1) return all;
+  const global = batchSize * count;
+  const batches = Math.floor(all.length / global);
+  const mine = new Uint32Array(batches * batchSize);
+  for (let j = 0; j < batches; j++) mine.set(all.subarray(j * global + rank * batchSize, j * global + (rank + 1) * batchSize), j * batchSize);
+  return mine;
+}
+
 type ItemResult =
   | { ok: true; data: Float32Array; height: number; width: number; label: number }
   | { ok: false; reason: string; path?: string; fatal?: Error };
@@ -106,7 +135,7 @@ export class BatchLoader {
   readonly seed: number;
   readonly dropLast: boolean;
   readonly prefetch: number;
-  readonly shard: { rank: number; count: number };
+  readonly shard: Shard;
   private readonly onSkip: (item: SkippedItem) => void;
   private pool: DecodePool | null = null;
   private readonly workers: number;
@@ -126,11 +155,7 @@ export class BatchLoader {
     this.dropLast = options.dropLast ?? this.shuffle;
     this.prefetch = Math.max(1, options.prefetch ?? 2);
     this.shard = options.shard ?? { rank: 0, count: 1 };
-    const { rank, count } = this.shard;
-    if (!(Number.isInteger(count) && count >= 1 && Number.isInteger(rank) && rank >= 0 && rank < count)) {
-      throw new Error(`BatchLoader: bad shard rank ${rank} of ${count}`);
-    }
-    if (count > 1 && !this.dropLast) throw new Error('BatchLoader: sharding needs dropLast (every rank must get a full batch)');
+    checkShard('BatchLoader', this.shard, this.dropLast);
     this.onSkip = options.onSkip ?? ((s) => {
       process.stderr.write(`data: skipped item ${s.index}${s.path ? ` (${s.path})` : ''}: ${s.reason}\n`);
     });
@@ -149,14 +174,7 @@ export class BatchLoader {
   order(epoch: number): Uint32Array {
     const n = this.dataset.length;
     const all = this.shuffle ? permutation(n, this.seed, 0x73687566 /* 'shuf' */, epoch) : Uint32Array.from({ length: n }, (_, i) => i);
-    const { rank, count } = this.shard;
-    if (count === 1) return all;
-    const B = this.batchSize;
-    const global = B * count;
-    const batches = Math.floor(n / global);
-    const mine = new Uint32Array(batches * B);
-    for (let j = 0; j < batches; j++) mine.set(all.subarray(j * global + rank * B, j * global + (rank + 1) * B), j * B);
-    return mine;
+    return shardOrder(all, this.batchSize, this.shard);
   }
 
   /** RandomCrop's (h_start, w_start) for an item of an epoch. */

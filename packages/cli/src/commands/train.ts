@@ -1,15 +1,15 @@
 // `ibq train --config FILE [--data PATH | fashion-mnist] [--device D] [--out RUN] [--resume]`
 
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, extname, join } from 'node:path';
 import { ImageFolderDataset, type ImageDataset, openMnist, trainTransform } from '@ibq/data';
 import { LPIPS, type LpipsWeightsSource, loadLpips, lpipsWeightsAvailable } from '@ibq/eval';
 import { ConfigError, type IBQConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
-import { type Communicator, DataParallel, MpiUnavailableError, detectMpiLaunch, initMpi } from '@ibq/mpi';
+import type { DataParallel } from '@ibq/mpi';
 import { type Command, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { DEVICE_OPTION, existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { MPI_OPTIONS, MPI_USAGE, underMpiLaunch } from '../mpi-launch.js';
 import { watchStopSignals } from '../stop.js';
 import { runTraining } from '../training.js';
 
@@ -29,8 +29,7 @@ export const TRAIN_OPTIONS = {
   'lpips-heads': { type: 'string' },
   'lpips-from': { type: 'string' },
   precision: { type: 'string' },
-  'allreduce-dtype': { type: 'string' },
-  'bucket-mb': { type: 'string' },
+  ...MPI_OPTIONS,
 } as const;
 
 export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageNet layout) or Debian's Fashion-MNIST
@@ -46,9 +45,7 @@ export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageN
   --lpips-from CKPT    or take them from an official tokenizer checkpoint (loss.perceptual_loss.*)
   --precision P        32, or 16-mixed: f16 autocast with loss scaling, on a webgpu device with
                        shader-f16 (default: the config's trainer.precision where the device can, else 32)
-Under mpiexec / srun (one process per device; see the README), --batch-size is per process:
-  --allreduce-dtype D  gradients on the wire: f32 (default) or bf16 (half the bytes)
-  --bucket-mb N        gradient bytes per all-reduce (default 25)`;
+${MPI_USAGE}`;
 
 export async function openTrainingData(values: OptionValues, config: IBQConfig): Promise<{ dataset: ImageDataset; transform?: { resize: number; crop: 'random' } }> {
   const data = requiredString(values, 'data');
@@ -102,47 +99,9 @@ whole). Exit code: 0 finished, 130 stopped by SIGINT, 143 by SIGTERM, 1 failed, 
 ${TRAIN_USAGE}`,
   options: { ...TRAIN_OPTIONS, config: { type: 'string' } },
   async run(values, io) {
-    const dp = await joinMpiLaunch(values, io);
-    if (!dp) return train(values, io, null);
-    try {
-      const code = await train(values, dp.isRoot ? io : quietIo(io), dp);
-      await dp.comm.finalize();
-      return code;
-    } catch (e) {
-      // The other ranks may wait in a collective for this one: end the whole job.
-      io.err(`rank ${dp.rank}: ${e instanceof Error ? e.message : String(e)}`);
-      return dp.comm.abort(e instanceof UsageError ? 2 : 1);
-    }
+    return underMpiLaunch(values, io, (rankIo, dp) => train(values, rankIo, dp));
   },
 };
-
-/**
- * In an MPI launch (mpiexec, srun: see detectMpiLaunch), joins it and returns the ranks'
- * DataParallel; null for a plain run. Each rank gets its share of the cores unless IBQ_THREADS says.
- */
-async function joinMpiLaunch(values: OptionValues, io: Io): Promise<DataParallel | null> {
-  const launch = detectMpiLaunch();
-  const wire = (values['allreduce-dtype'] as string | undefined) ?? 'f32';
-  if (wire !== 'f32' && wire !== 'bf16') throw new UsageError(`--allreduce-dtype: expected f32 or bf16, got '${wire}'`);
-  const bucketMb = positiveInt(values, 'bucket-mb', 25);
-  if (!launch) return null;
-  let comm: Communicator;
-  try {
-    comm = await initMpi();
-  } catch (e) {
-    if (e instanceof MpiUnavailableError) throw new UsageError(`this is a launch of ${launch.size} processes (${launch.source}=${launch.size}), but ${e.message}`);
-    throw e;
-  }
-  if (comm.size !== launch.size) io.err(`warning: ${launch.source} says ${launch.size} processes but MPI_COMM_WORLD has ${comm.size}`);
-  if (!process.env.IBQ_THREADS) process.env.IBQ_THREADS = String(Math.max(1, Math.floor(availableParallelism() / comm.localSize)));
-  if (comm.isRoot) io.err(`data-parallel over ${comm.size} ranks (${comm.library}), ${process.env.IBQ_THREADS} cpu threads per rank, gradients in ${wire}`);
-  return new DataParallel(comm, { wire, bucketBytes: bucketMb * 1024 * 1024 });
-}
-
-/** What a rank other than 0 prints: errors and warnings only. */
-function quietIo(io: Io): Io {
-  return { ...io, out: () => {}, status: () => {}, err: (line: string) => { if (/\b(error|warning)\b/i.test(line)) io.err(line); } };
-}
 
 async function train(values: OptionValues, io: Io, dp: DataParallel | null): Promise<number> {
   const ranks = dp?.size ?? 1;
