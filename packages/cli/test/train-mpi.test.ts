@@ -294,7 +294,7 @@ describe.skipIf(missing !== null)(`ibq train-ar under mpiexec -n 2${missing ? ` 
     expect(r.code, r.stderr).toBe(0);
   }, 300_000);
 
-  it('2 ranks x batch 2 equal 1 process x batch 4: losses, AdamW moments and weights', async () => {
+  it('2 ranks x batch 2 equal 1 process x batch 4: losses, AdamW moments and weights; resume 2 -> 1 rank', async () => {
     const args = (out: string, batch: number) => ['train-ar', '--config', arConfig, '--tokens', shards, '--device', 'cpu', '--out', out, '--batch-size', String(batch),
       '--steps', '6', '--log-every', '1', '--sample-every', '1000', '--ema'];
     const one = join(dir, 'ar-one'), two = join(dir, 'ar-two');
@@ -308,5 +308,15 @@ describe.skipIf(missing !== null)(`ibq train-ar under mpiexec -n 2${missing ? ` 
     expect(d.compared).toBeGreaterThan(10);
     expect(d.worst, d.where).toBeLessThanOrEqual(1);
     expect((await checkpoint(two)).state).toMatchObject({ step: 6, ranks: 2, globalBatch: 4 });
+
+    // 2 ranks for 3 steps, then one process to 6: as the uninterrupted run.
+    const mixed = join(dir, 'ar-two-then-one');
+    expect((await mpiexec(2, [process.execPath, IBQ, ...args(mixed, 2).map((a) => (a === '6' ? '3' : a))], { cwd: REPO })).code).toBe(0);
+    const resumed = await run([...args(mixed, 4), '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming a run of 2 rank\(s\) \(global batch 4\) on 1 \(global batch 4\)/);
+    expectSameLosses(metrics(mixed), metrics(one), ['loss', 'grad_norm']);
+    const dm = await stateDistance(mixed, one, 6, 1e-2, AR_NAMES);
+    expect(dm.worst, dm.where).toBeLessThanOrEqual(1);
   }, 300_000);
 });
