@@ -69,6 +69,11 @@ function loadAddon(): Addon {
   if (addon) return addon;
   const path = addonPath();
   if (!existsSync(path)) throw new MpiUnavailableError(`the MPI addon is not built (${path} is missing)`);
+  // UCX (the transport of Debian's MPICH and of most Open MPI builds) patches malloc/mmap to
+  // track memory for its registration cache, a known source of crashes (openucx/ucx#3831) and
+  // a suspect in the one SIGSEGV inside V8 we saw. It reads this when the library loads, so it
+  // is set before the addon loads; a launcher's explicit setting wins.
+  process.env.UCX_MEM_EVENTS ??= 'n';
   try {
     addon = createRequire(import.meta.url)(path) as Addon;
   } catch (e) {
