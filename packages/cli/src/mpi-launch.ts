@@ -8,7 +8,7 @@ import type { LoaderPosition } from '@ibq/data';
 import { type Communicator, DataParallel, MpiUnavailableError, detectMpiLaunch, initMpi } from '@ibq/mpi';
 import { type OptionValues, UsageError } from './command.js';
 import type { Io } from './io.js';
-import { positiveInt } from './tokenizer.js';
+import { positiveInt } from './options.js';
 
 export const MPI_OPTIONS = {
   'allreduce-dtype': { type: 'string' },
