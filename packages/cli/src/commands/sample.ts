@@ -155,7 +155,7 @@ multinomial draw) and decodes them with the tokenizer stored in the AR checkpoin
       const side = gridSide(gcfg), L = gcfg.block_size, R = tokConfig.ddconfig.resolution;
       const itemClass = (g: number) => classes[Math.floor(g / perClass)];
       const itemIndex = (g: number) => g % perClass;
-      io.err(`sampling ${n} of ${total} images (shard ${shard}/${shards}) on ${backend.name}: cfg ${so.cfgScale}${so.cfgInterval! >= 0 ? ` for ${so.cfgInterval} tokens` : ''} (${so.cfgSchedule}), temperature ${so.temperature}, top-k ${so.topK}, top-p ${so.topP}, seed ${so.seed}`);
+      io.err(`sampling ${n} of ${total} images (shard ${shard}/${shards}) on ${backend.name}${gpt.weights === 'streamed' ? ' (weights streamed from host memory)' : ''}: cfg ${so.cfgScale}${so.cfgInterval! >= 0 ? ` for ${so.cfgInterval} tokens` : ''} (${so.cfgSchedule}), temperature ${so.temperature}, top-k ${so.topK}, top-p ${so.topP}, seed ${so.seed}`);
 
       // 1. Tokens, in generation order.
       const tokens = new Int32Array(n * L);
