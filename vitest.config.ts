@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // One project per package. Everything runs in forked processes: Dawn (webgpu) is a native
 // addon that crashes in worker threads, and the cpu backend starts its own workers.
-const packages = ['formats', 'kernels', 'tensor', 'data', 'eval', 'ibq', 'ar', 'cli'];
+const packages = ['formats', 'kernels', 'tensor', 'data', 'eval', 'ibq', 'ar', 'cli', 'mpi'];
 
 export default defineConfig({
   test: {

@@ -4,9 +4,11 @@
 // 1. System packages (root on Debian): Mesa's software Vulkan driver, version 25 or later
 //    (bookworm has it in bookworm-backports), so that WebGPU runs without a GPU, and the
 //    Fashion-MNIST data set. Elsewhere it prints what to install instead.
+//    MPICH (mpich, libmpich-dev) for multi-process training; without it (or on other systems,
+//    where it prints what to install) setup still succeeds and training runs in one process.
 // 2. npm ci --ignore-scripts: install scripts are not needed (esbuild, turbo and webgpu ship
 //    their binaries; onnxruntime-node's script downloads CUDA files we do not use).
-// 3. npm run build.
+// 3. npm run build (which builds the MPI addon of packages/mpi when MPI is there).
 //
 // usage: node scripts/setup.mjs [--skip-system] [--skip-install]
 
@@ -172,13 +174,47 @@ function systemPackages() {
   say('system packages: installed');
 }
 
+/** Whether an MPI C compiler wrapper answers (what packages/mpi builds against). */
+function hasMpiWrapper() {
+  const mpicc = process.env.MPICC || 'mpicc';
+  return ['-show', '--showme'].some((flag) => spawnSync(mpicc, [flag], { stdio: 'ignore' }).status === 0);
+}
+
+const MPI_PACKAGES = ['mpich', 'libmpich-dev'];
+
+/** MPICH for multi-process training (optional: without it training runs in one process). */
+function mpiPackages() {
+  if (hasMpiWrapper()) {
+    say(`MPI: ${process.env.MPICC || 'mpicc'} found, the MPI addon will be built against it`);
+    return;
+  }
+  const isDebian = process.platform === 'linux' && (osRelease().ID === 'debian' || existsSync('/etc/debian_version'));
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isDebian || !isRoot) {
+    warn(`MPI: no mpicc found; multi-process training (mpiexec) needs MPI: ${isDebian ? 'sudo apt-get install mpich libmpich-dev' : 'install MPICH or Open MPI with its headers (or load the cluster\'s MPI module)'}, then npm run build. Continuing: training runs in one process.`);
+    return;
+  }
+  const aptEnv = { DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    run('apt-get', ['install', '-y', '--no-install-recommends', ...MPI_PACKAGES], { env: aptEnv });
+  } catch {
+    run('apt-get', ['update'], { env: aptEnv });
+    run('apt-get', ['install', '-y', '--no-install-recommends', ...MPI_PACKAGES], { env: aptEnv });
+  }
+  if (!hasMpiWrapper()) throw new SetupError(`${MPI_PACKAGES.join(' ')} installed, but mpicc does not answer`);
+  say('MPI: installed MPICH');
+}
+
 function main() {
   const { values } = parseArgs({ options: { 'skip-system': { type: 'boolean' }, 'skip-install': { type: 'boolean' } } });
   const nodeMajor = Number(process.versions.node.split('.')[0]);
   if (nodeMajor < MIN_NODE) throw new SetupError(`Node ${MIN_NODE} or later is needed; this is ${process.version}`);
 
   if (values['skip-system']) say('system packages: skipped (--skip-system)');
-  else systemPackages();
+  else {
+    systemPackages();
+    mpiPackages();
+  }
 
   const drivers = vulkanDrivers();
   if (process.platform === 'linux') {
@@ -193,6 +229,9 @@ function main() {
   if (values['skip-install']) say('npm ci: skipped (--skip-install)');
   else npm(['ci', '--ignore-scripts', '--no-audit', '--no-fund']);
   npm(['run', 'build']);
+  say(existsSync(join(ROOT, 'packages/mpi/build/Release/ibq_mpi.node'))
+    ? 'MPI: addon built; multi-process training: mpiexec -n 2 npx ibq train ...'
+    : 'MPI: addon not built (no MPI); training runs in one process');
 
   say('done. Next: `npm start` trains the demo tokenizer on Fashion-MNIST (a few minutes) and reports PSNR, SSIM and codebook usage; `npx ibq --help` lists the commands (`npx ibq devices --check` self-checks each backend); `npm test` runs the whole suite.');
 }

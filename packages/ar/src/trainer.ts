@@ -6,6 +6,12 @@
 // --ema). The cross-entropy is chunked over rows with the backward run per chunk, so the
 // [rows x vocab] float32 logits never exist whole. Checkpoints hold everything a resumed run
 // needs to continue the same loss curve.
+//
+// Data-parallel (`dataParallel`, an MPI launch): each rank steps on its slice of the global
+// batch; the gradients are averaged over the ranks before clipping, so clipping sees the global
+// gradient and every rank takes the same AdamW step (EMA included). Label dropout draws by the
+// row's place in the global batch, so 2 ranks x B drop the same labels as 1 process x 2B; the
+// dropout masks come from one stream per rank, seeded alike (as the reference's seed_everything).
 
 import {
   Adam, EMA, Generator, GradScaler, type HostTensor, type Tensor, add, apply, autocast, backward, clipGradNorm, dispose, full, keep, noGrad,
@@ -13,6 +19,7 @@ import {
 } from '@ibq/tensor';
 import { type Backend, supportsF16 } from '@ibq/kernels';
 import { uniformAt } from '@ibq/data';
+import type { DataParallel } from '@ibq/mpi';
 import { type ArTrainSettings, type GPTConfig, LABEL_DROP_PROB } from './config.js';
 import { GPT, dropLabels } from './model.js';
 
@@ -42,6 +49,8 @@ export interface ArTrainerOptions {
   precision?: ArPrecision;
   /** Rows (batch x position) per cross-entropy chunk; default: 64 MiB of float32 logits. */
   ceChunkRows?: number;
+  /** Ranks of a data-parallel run (MPI); null or absent trains in this process alone. */
+  dataParallel?: DataParallel | null;
 }
 
 /** One micro-batch: token sequences [B, L] (L = block_size) and labels [B]. */
@@ -104,6 +113,7 @@ export class ArTrainer {
   readonly maxNonFinite: number;
   readonly seed: number;
   readonly ceChunkRows: number;
+  readonly dp: DataParallel | null;
   /** Optimizer steps taken (the reference's global_step). */
   step = 0;
   nonFiniteInRow = 0;
@@ -119,6 +129,7 @@ export class ArTrainer {
     this.totalSteps = Math.max(1, o.totalSteps);
     this.maxNonFinite = o.maxNonFinite ?? 5;
     this.precision = o.precision ?? '32';
+    this.dp = o.dataParallel ?? null;
     if (this.precision === '16-mixed') {
       const ok = supportsF16(o.backend);
       if (ok !== true) throw new Error(`precision 16-mixed: backend '${o.backend.name}' cannot: ${ok}`);
@@ -227,7 +238,8 @@ export class ArTrainer {
       const b = micro[i];
       const { inputs, targets } = this.split(b);
       // Label dropout from a counter-based stream of (seed, step, micro-batch, row): resumable.
-      const u = Float64Array.from({ length: b.size }, (_, r) => uniformAt(this.seed, 0x6c64726f /* 'ldro' */, this.step, i, r));
+      const row0 = this.dp ? this.dp.rank * b.size : 0; // this micro-batch's first row in the global batch
+      const u = Float64Array.from({ length: b.size }, (_, r) => uniformAt(this.seed, 0x6c64726f /* 'ldro' */, this.step, i, row0 + r));
       const labels = dropLabels(b.labels, LABEL_DROP_PROB, this.config.class_num, u);
       const x = tensor(inputs, [b.size, this.config.block_size - 1], { dtype: 'i32' });
       const y = tensor(labels, [b.size], { dtype: 'i32' });
@@ -237,12 +249,14 @@ export class ArTrainer {
       lossSum += await readScalar(s);
       dispose([x, y, h, s, dh ?? []]);
     }
-    const loss = lossSum / rowsAll;
+    // Averaged over the ranks (equal rows each): the global mean, and one rank's inf or NaN skips the update on all.
+    const loss = this.dp ? (await this.dp.average([lossSum / rowsAll]))[0] : lossSum / rowsAll;
     const finite = Number.isFinite(loss);
     let gradNorm = NaN;
     let overflowed = false;
     if (finite) {
       const params = this.model.parameters();
+      await this.dp?.allReduceGradients(params);
       const clip = this.recipe.gradient_clip_val;
       // Clipping the scaled gradients at clip x scale is clipping the unscaled ones at clip.
       if (clip) {
@@ -264,6 +278,22 @@ export class ArTrainer {
     if (finite) this.step++;
     else if (this.nonFiniteInRow >= this.maxNonFinite) throw new NonFiniteArLossError(this.nonFiniteInRow, this.step);
     return log;
+  }
+
+  /**
+   * Makes every rank's state rank 0's (weights, EMA, AdamW moments, counters, dropout stream,
+   * loss scale): after construction (DDP's initial broadcast) and after rank 0 alone loaded a
+   * checkpoint. A no-op without data parallelism.
+   */
+  async synchronize(): Promise<void> {
+    if (!this.dp || this.dp.size === 1) return;
+    const s = this.opt.state();
+    await this.dp.broadcast([...this.model.parameters(), ...(this.ema?.shadow.values() ?? []), ...s.m, ...s.v]);
+    const n = await this.dp.broadcastNumbers([
+      this.step, this.opt.stepCount, this.nonFiniteInRow, this.generator.seed, this.generator.offset, this.scaler?.scale ?? 0, this.scaler?.growthTracker ?? 0,
+    ]);
+    [this.step, this.opt.stepCount, this.nonFiniteInRow, this.generator.seed, this.generator.offset] = n;
+    if (this.scaler) this.scaler.loadState({ scale: n[5], growthTracker: n[6] });
   }
 
   /**

@@ -2,6 +2,8 @@
 // shards (or images tokenized on the fly, the reference's recipe), a run folder with
 // checkpoint.safetensors (every N steps and when stopped), metrics.jsonl, TensorBoard events,
 // sample grids of every class, validation loss on held-out tokens each epoch, --resume.
+// Under MPI (`dataParallel`) as the tokenizer's run (training.ts): per-rank slices of each
+// global batch, rank 0 alone writes, validates and draws samples, a stop on any rank stops all.
 
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,8 +13,10 @@ import {
 import { ArTrainer, type ArPrecision, type ArRecipe, type ArStepLog, type GPT, type GPTConfig, NonFiniteArLossError, sampleTokens, type TokenMicroBatch } from '@ibq/ar';
 import type { IBQTokenizer } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
+import type { DataParallel } from '@ibq/mpi';
 import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
+import { type SavedPosition, sharedResumePosition } from './mpi-launch.js';
 import type { StopController } from './stop.js';
 import { TensorBoardWriter } from './tensorboard.js';
 import { formatScalar } from './training.js';
@@ -51,6 +55,8 @@ export interface ArRunOptions {
   /** Classifier-free guidance scale of the sample grids. */
   cfgScale?: number;
   stop: StopController;
+  /** The ranks of an MPI launch; batchSize is then per rank. */
+  dataParallel?: DataParallel | null;
 }
 
 export interface ArRunResult {
@@ -115,13 +121,17 @@ export async function decodeSamples(
 
 /** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResult> {
-  mkdirSync(join(o.out, 'samples'), { recursive: true });
+  const dp = o.dataParallel ?? null;
+  const ranks = dp?.size ?? 1;
+  const root = !dp || dp.isRoot;
+  const shard = ranks > 1 ? { shard: { rank: dp!.rank, count: ranks } } : {};
+  if (root) mkdirSync(join(o.out, 'samples'), { recursive: true });
   const checkpoint = join(o.out, 'checkpoint.safetensors');
   const L = o.config.block_size;
   const d = o.data;
-  const tokenLoader = d.kind === 'tokens' ? new TokenLoader(d.train, { batchSize: o.batchSize, seed: o.seed }) : null;
+  const tokenLoader = d.kind === 'tokens' ? new TokenLoader(d.train, { batchSize: o.batchSize, seed: o.seed, ...shard }) : null;
   const imageLoader = d.kind === 'images'
-    ? new BatchLoader(d.dataset, { batchSize: o.batchSize, transform: d.transform, shuffle: true, seed: o.seed, onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`) })
+    ? new BatchLoader(d.dataset, { batchSize: o.batchSize, transform: d.transform, shuffle: true, seed: o.seed, onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`), ...shard })
     : null;
   if (d.kind === 'tokens' && d.train.height * d.train.width !== L) {
     throw new Error(`the token shards hold ${d.train.height}x${d.train.width} grids; the config's block_size is ${L}`);
@@ -130,18 +140,28 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
   const stepsPerEpoch = Math.max(1, Math.floor(batchesPerEpoch / o.accumulate));
   const trainer = new ArTrainer({
     config: o.config, recipe: o.recipe, backend: o.backend, stepsPerEpoch, totalSteps: o.scheduleSteps ?? o.steps, seed: o.seed, accumulate: o.accumulate,
-    ema: o.ema, precision: o.precision,
+    ema: o.ema, precision: o.precision, dataParallel: dp,
   });
+  const globalBatch = o.batchSize * ranks;
   let position: Partial<LoaderPosition> = {};
   if (o.resume) {
-    if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
-    const state = await trainer.load(checkpoint);
-    position = (state.loader as LoaderPosition | undefined) ?? {};
-    io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
-  } else writeFileSync(join(o.out, 'config.yaml'), o.configText);
+    // Rank 0 reads the checkpoint; synchronize() below hands its state to the others.
+    let from: SavedPosition = {};
+    if (root) {
+      if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
+      const state = await trainer.load(checkpoint);
+      from = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
+    }
+    const resumed = await sharedResumePosition(dp, from, o.batchSize);
+    position = resumed.position;
+    if (resumed.notice) io.err(resumed.notice);
+    io.err(`resumed from ${checkpoint} at step ${trainer.step}${ranks > 1 ? ` on ${ranks} ranks` : ''}`);
+  } else if (root) writeFileSync(join(o.out, 'config.yaml'), o.configText);
+  // DDP's start: every rank takes rank 0's weights (and, after a resume, its whole state).
+  await trainer.synchronize();
 
   const metricsFile = join(o.out, 'metrics.jsonl');
-  const tb = new TensorBoardWriter(o.out);
+  const tb = root ? new TensorBoardWriter(o.out) : null;
   const { stop } = o;
   let savedStep: number | undefined = o.resume ? trainer.step : undefined;
   stop.stopping = 'finishing this step, then writing a checkpoint';
@@ -151,22 +171,28 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
   let lastLog: ArStepLog | null = null;
   let valLoss = NaN;
   let next: LoaderPosition | undefined;
+  let stopped = false;
   const save = async () => {
+    // Ranks whose weights drifted apart would train on silently; say so (a check of all weights, at checkpoints only).
+    if (dp && !(await dp.inSync(trainer.model.parameters())) && root) {
+      io.err(`warning: at step ${trainer.step} the ranks' weights are not bitwise identical (a non-deterministic kernel?); the checkpoint holds rank 0's`);
+    }
+    if (!root) return;
     const step = trainer.step;
-    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
+    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed, globalBatch, ranks });
     savedStep = step;
   };
   const grid = async (step: number) => {
-    if (!o.tokenizer) return;
+    if (!o.tokenizer || !root) return;
     await writeSampleGrid(trainer.model, o.tokenizer, join(o.out, 'samples', `step_${String(step).padStart(7, '0')}.png`), {
       classes: Math.min(o.config.class_num, 10), perClass: 8, cfgScale: o.cfgScale ?? 2, seed: o.seed,
     });
   };
   const validate = async (epoch: number) => {
-    if (d.kind !== 'tokens' || !d.val) return;
+    if (d.kind !== 'tokens' || !d.val || !root) return;
     valLoss = await validationLoss(trainer, d.val, o.batchSize);
     appendFileSync(metricsFile, `${JSON.stringify({ step: trainer.step, epoch, 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) })}\n`);
-    tb.scalars(trainer.step, { 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) });
+    tb!.scalars(trainer.step, { 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) });
     io.err(`epoch ${epoch}: validation loss ${valLoss.toFixed(4)} (perplexity ${Math.exp(valLoss).toFixed(1)}) at step ${trainer.step}`);
   };
 
@@ -207,29 +233,31 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
       const scalars: Record<string, number> = {
         loss: log.loss, lr: log.lr, weight_decay: log.weight_decay, grad_norm: log.grad_norm, ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
-      if (done % o.logEvery === 0 || done === o.steps) {
+      if (root && (done % o.logEvery === 0 || done === o.steps)) {
         appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);
-        tb.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
+        tb!.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
       }
       const left = Math.min(o.steps - done, o.seconds !== undefined ? (o.seconds - secs) * rate : Infinity);
-      io.status(`step ${done}/${o.steps}  ${(rate * o.batchSize * o.accumulate * L).toFixed(0)} tokens/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
+      io.status(`step ${done}/${o.steps}  ${(rate * globalBatch * o.accumulate * L).toFixed(0)} tokens/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
         + `loss ${formatScalar(log.loss)}  lr ${formatScalar(log.lr)}`);
       if (trainer.epoch > epochBefore) await validate(epochBefore);
       if (o.sampleEvery > 0 && done % o.sampleEvery === 0) await grid(done);
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
       if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
       await stop.boundary();
-      if (stop.requested) break;
+      // A signal on any rank stops every rank after this same step.
+      stopped = dp ? await dp.any(stop.requested) : stop.requested;
+      if (stopped) break;
     }
   } catch (e) {
     io.status('');
     if (e instanceof NonFiniteArLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    tb.close();
+    tb?.close();
     await imageLoader?.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop.requested, lastLog, valLoss, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, valLoss, checkpoint };
 }

@@ -7,8 +7,6 @@ import { ConfigError, type IBQConfig, IBQTokenizer, loadConfig, readTokenizerWei
 import { type OptionSpec, type OptionValues, UsageError } from './command.js';
 import { DEVICE_OPTION, existingFile, requiredString } from './options.js';
 
-// The option helpers live in options.ts; these re-exports keep older imports working.
-export { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from './options.js';
 import type { Io } from './io.js';
 
 export const TOKENIZER_OPTIONS: OptionSpec = {

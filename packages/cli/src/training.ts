@@ -1,6 +1,11 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
 // when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
+//
+// Under MPI (`dataParallel`) every rank runs this loop on its shard of each global batch;
+// only rank 0 writes the run folder and prints progress; a stop request on any rank stops all
+// of them after the same step; --resume continues at the same place in the data with the same
+// or another number of ranks.
 
 import { appendFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { writeFileAtomicSync } from '@ibq/formats';
@@ -9,7 +14,9 @@ import { BatchLoader, type ImageDataset, type LoaderPosition } from '@ibq/data';
 import { dispose, tensor } from '@ibq/tensor';
 import { type IBQConfig, IBQTrainer, NonFiniteLossError, type PerceptualLoss, type Precision, type StepLog } from '@ibq/ibq';
 import type { Backend } from '@ibq/kernels';
+import type { DataParallel } from '@ibq/mpi';
 import type { Io } from './io.js';
+import { type SavedPosition, sharedResumePosition } from './mpi-launch.js';
 import type { StopController } from './stop.js';
 import { writeReconstructionGrid } from './reconstruction.js';
 import { TensorBoardWriter } from './tensorboard.js';
@@ -59,6 +66,8 @@ export interface RunOptions {
   precision?: Precision;
   /** Checked after each step: a signal ends the run with a checkpoint. */
   stop: StopController;
+  /** The ranks of an MPI launch; batchSize is then per rank (global batch = batchSize x ranks x accumulate). */
+  dataParallel?: DataParallel | null;
 }
 
 export interface RunResult {
@@ -77,31 +86,48 @@ const fmt = formatScalar;
 
 /** Trains until `steps`, the time budget or a signal; the trainer stays alive for evaluation. */
 export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
-  mkdirSync(join(o.out, 'images'), { recursive: true });
+  const dp = o.dataParallel ?? null;
+  const ranks = dp?.size ?? 1;
+  const root = !dp || dp.isRoot;
+  if (root) mkdirSync(join(o.out, 'images'), { recursive: true });
   const checkpoint = join(o.out, 'checkpoint.safetensors');
   const loader = new BatchLoader(o.dataset, {
     batchSize: o.batchSize,
     transform: o.transform,
     shuffle: true,
     seed: o.seed,
-    onSkip: (s) => io.err(`skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`),
+    onSkip: (s) => io.err(`${ranks > 1 ? `rank ${dp!.rank}: ` : ''}skipped ${s.path ?? `item ${s.index}`}: ${s.reason}`),
+    ...(ranks > 1 ? { shard: { rank: dp!.rank, count: ranks } } : {}),
   });
   const stepsPerEpoch = Math.max(1, Math.floor(loader.batchesPerEpoch / o.accumulate));
   const trainer = new IBQTrainer({
     config: o.config, backend: o.backend, seed: o.seed, perceptual: o.perceptual, accumulate: o.accumulate, gan: o.gan, stepsPerEpoch, precision: o.precision,
+    dataParallel: dp,
   });
+  const globalBatch = o.batchSize * ranks;
   let position: Partial<LoaderPosition> = {};
   if (o.resume) {
-    if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
-    const state = await trainer.load(checkpoint);
-    position = (state.loader as LoaderPosition | undefined) ?? {};
-    io.err(`resumed from ${checkpoint} at step ${trainer.step}`);
-  } else {
+    // Rank 0 reads the checkpoint (the run folder need not be on a shared file system) and synchronize() hands its state to the others.
+    let from: SavedPosition = {};
+    if (root) {
+      if (!existsSync(checkpoint)) throw new Error(`--resume: no checkpoint in ${o.out} (expected ${checkpoint})`);
+      const state = await trainer.load(checkpoint);
+      from = { ...((state.loader as LoaderPosition | undefined) ?? {}), globalBatch: state.globalBatch as number | undefined, ranks: state.ranks as number | undefined };
+    }
+    const resumed = await sharedResumePosition(dp, from, o.batchSize);
+    position = resumed.position;
+    if (root) {
+      if (resumed.notice) io.err(resumed.notice);
+      io.err(`resumed from ${checkpoint} at step ${trainer.step}${ranks > 1 ? ` on ${ranks} ranks` : ''}`);
+    }
+  } else if (root) {
     writeFileAtomicSync(join(o.out, 'config.yaml'), o.configText);
   }
+  // DDP's start: every rank takes rank 0's weights (and, after a resume, its whole state).
+  await trainer.synchronize();
 
   const metricsFile = join(o.out, 'metrics.jsonl');
-  const tb = new TensorBoardWriter(o.out);
+  const tb = root ? new TensorBoardWriter(o.out) : null;
   const usage = new UsageWindow(o.config.n_embed);
   const { stop } = o;
   // Which step the checkpoint on disk holds, for a forced exit's message. A save under way
@@ -121,9 +147,15 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   const startStep = trainer.step;
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
+  let stopped = false;
   const save = async () => {
+    // Ranks whose weights drifted apart would train on silently; say so (a check of all weights, at checkpoints only).
+    if (dp && !(await dp.inSync(trainer.model.parameters())) && root) {
+      io.err(`warning: at step ${trainer.step} the ranks' generator weights are not bitwise identical (a non-deterministic kernel?); the checkpoint holds rank 0's`);
+    }
+    if (!root) return;
     saving = trainer.step;
-    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed });
+    await trainer.save(checkpoint, { loader: next ?? position, seed: o.seed, globalBatch, ranks });
     saved = { step: saving, inode: inode() };
     saving = undefined;
   };
@@ -159,31 +191,33 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         lecam_loss: log.lecam_loss, disc_factor: log.disc_factor, lr: log.lr, codebook_usage: usage.usage(),
         ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
-      if (done % o.logEvery === 0 || done === o.steps) {
+      if (root && (done % o.logEvery === 0 || done === o.steps)) {
         appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);
-        tb.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
+        tb!.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
       }
       const left = Math.min(o.steps - done, o.seconds !== undefined ? (o.seconds - secs) * rate : Infinity);
-      io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
+      if (root) io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
         + `loss ${fmt(log.total_loss)}  L1 ${fmt(log.reconstruct_loss)}  quant ${fmt(log.codebook_quant_loss)}  `
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
-      if (o.imageEvery > 0 && done % o.imageEvery === 0) await writeTrainingGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
+      if (root && o.imageEvery > 0 && done % o.imageEvery === 0) await writeTrainingGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
       if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
       await stop.boundary();
-      if (stop.requested) break;
+      // A signal on any rank stops every rank after this same step.
+      stopped = dp ? await dp.any(stop.requested) : stop.requested;
+      if (stopped) break;
     }
   } catch (e) {
     io.status('');
     if (e instanceof NonFiniteLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    tb.close();
+    tb?.close();
     await loader.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stop.requested, lastLog, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, checkpoint };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */

@@ -34,5 +34,5 @@ export {
 } from './datasets/tokens.js';
 export { TokenLoader, type TokenBatch, type TokenLoaderOptions } from './token-loader.js';
 export { augmentViews, viewCount } from './views.js';
-export { BatchLoader, type Batch, type LoaderOptions, type LoaderPosition, type SkippedItem, type SkipSummary } from './loader.js';
+export { BatchLoader, type Batch, type LoaderOptions, type LoaderPosition, type Shard, type SkippedItem, type SkipSummary, shardOrder } from './loader.js';
 export { DecodePool, defaultWorkerCount, workerSource } from './pool.js';

@@ -36,6 +36,14 @@ export interface LoaderOptions {
   prefetch?: number;
   /** Called for each skipped item. Default: one line on stderr. */
   onSkip?: (item: SkippedItem) => void;
+  /**
+   * Data-parallel sharding: of each global batch of batchSize x count consecutive items of the
+   * epoch's order, this process reads the rank-th slice of batchSize (so the processes together
+   * read each item once per epoch, and their batches together are what one process with
+   * batchSize x count would read). Batch indices count global batches; an incomplete last
+   * global batch is dropped.
+   */
+  shard?: Shard;
 }
 
 export interface SkippedItem {
@@ -81,6 +89,35 @@ export interface Batch {
   next: LoaderPosition;
 }
 
+/** A data-parallel rank's part of the data: `rank` of `count` processes. */
+export interface Shard {
+  rank: number;
+  count: number;
+}
+
+export function checkShard(who: string, shard: Shard, dropLast: boolean): void {
+  const { rank, count } = shard;
+  if (!(Number.isInteger(count) && count >= 1 && Number.isInteger(rank) && rank >= 0 && rank < count)) {
+    throw new Error(`${who}: bad shard rank ${rank} of ${count}`);
+  }
+  if (count > 1 && !dropLast) throw new Error(`${who}: sharding needs dropLast (every rank must get a full batch)`);
+}
+
+/**
+ * What one rank reads of an epoch's order: of each global batch (batchSize x count consecutive
+ * items), the rank-th slice of batchSize; an incomplete last global batch is dropped. The ranks'
+ * batches together are one process's batches of batchSize x count, each item read once.
+ */
+export function shardOrder(all: Uint32Array, batchSize: number, shard: Shard): Uint32Array {
+  const { rank, count } = shard;
+  if (count === 1) return all;
+  const global = batchSize * count;
+  const batches = Math.floor(all.length / global);
+  const mine = new Uint32Array(batches * batchSize);
+  for (let j = 0; j < batches; j++) mine.set(all.subarray(j * global + rank * batchSize, j * global + (rank + 1) * batchSize), j * batchSize);
+  return mine;
+}
+
 type ItemResult =
   | { ok: true; data: Float32Array; height: number; width: number; label: number }
   | { ok: false; reason: string; path?: string; fatal?: Error };
@@ -98,6 +135,7 @@ export class BatchLoader {
   readonly seed: number;
   readonly dropLast: boolean;
   readonly prefetch: number;
+  readonly shard: Shard;
   private readonly onSkip: (item: SkippedItem) => void;
   private pool: DecodePool | null = null;
   private readonly workers: number;
@@ -116,6 +154,8 @@ export class BatchLoader {
     this.seed = options.seed ?? 0;
     this.dropLast = options.dropLast ?? this.shuffle;
     this.prefetch = Math.max(1, options.prefetch ?? 2);
+    this.shard = options.shard ?? { rank: 0, count: 1 };
+    checkShard('BatchLoader', this.shard, this.dropLast);
     this.onSkip = options.onSkip ?? ((s) => {
       process.stderr.write(`data: skipped item ${s.index}${s.path ? ` (${s.path})` : ''}: ${s.reason}\n`);
     });
@@ -126,14 +166,15 @@ export class BatchLoader {
   /** Nominal batches per epoch (before any skip). */
   get batchesPerEpoch(): number {
     const n = this.dataset.length;
+    if (this.shard.count > 1) return Math.floor(n / (this.batchSize * this.shard.count));
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
-  /** The dataset indices of an epoch, in reading order. */
+  /** The dataset indices this process reads in an epoch, in reading order (its shard's slices of the global order). */
   order(epoch: number): Uint32Array {
     const n = this.dataset.length;
-    if (!this.shuffle) return Uint32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, this.seed, 0x73687566 /* 'shuf' */, epoch);
+    const all = this.shuffle ? permutation(n, this.seed, 0x73687566 /* 'shuf' */, epoch) : Uint32Array.from({ length: n }, (_, i) => i);
+    return shardOrder(all, this.batchSize, this.shard);
   }
 
   /** RandomCrop's (h_start, w_start) for an item of an epoch. */
@@ -205,9 +246,9 @@ export class BatchLoader {
    */
   async *epoch(epoch: number, from: { batch?: number; cursor?: number } = {}): AsyncGenerator<Batch> {
     if (this.closed) throw new Error('BatchLoader: closed');
-    const n = this.dataset.length;
     const B = this.batchSize;
     const order = this.order(epoch);
+    const n = order.length;
     let batchIndex = from.batch ?? 0;
     let issued = from.cursor ?? batchIndex * B;
     const windowSize = this.prefetch * B;

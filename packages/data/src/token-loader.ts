@@ -3,7 +3,7 @@
 // with asynchronous positioned reads. Order and content are a pure function of (dataset,
 // seed, epoch, position), as BatchLoader's, so a resumed run reads the same batches.
 
-import type { LoaderPosition } from './loader.js';
+import { type LoaderPosition, type Shard, checkShard, shardOrder } from './loader.js';
 import { permutation, uniformAt } from './rng.js';
 import type { TokenShardDataset } from './datasets/tokens.js';
 
@@ -18,6 +18,8 @@ export interface TokenLoaderOptions {
   prefetch?: number;
   /** Which stored view of an item: 'random' (default when shuffling) or a fixed index (default 0 otherwise). */
   view?: 'random' | number;
+  /** Data-parallel sharding of each global batch, as BatchLoader's `shard`. */
+  shard?: Shard;
 }
 
 export interface TokenBatch {
@@ -44,6 +46,7 @@ export class TokenLoader {
   readonly dropLast: boolean;
   readonly prefetch: number;
   readonly view: 'random' | number;
+  readonly shard: Shard;
 
   constructor(readonly dataset: TokenShardDataset, o: TokenLoaderOptions) {
     if (!(Number.isInteger(o.batchSize) && o.batchSize >= 1)) throw new Error(`TokenLoader: batchSize must be a positive integer, got ${o.batchSize}`);
@@ -53,6 +56,8 @@ export class TokenLoader {
     this.dropLast = o.dropLast ?? this.shuffle;
     this.prefetch = Math.max(1, o.prefetch ?? 2);
     this.view = o.view ?? (this.shuffle ? 'random' : 0);
+    this.shard = o.shard ?? { rank: 0, count: 1 };
+    checkShard('TokenLoader', this.shard, this.dropLast);
     if (this.view !== 'random' && !(Number.isInteger(this.view) && this.view >= 0 && this.view < dataset.views)) {
       throw new Error(`TokenLoader: view ${this.view} outside 0..${dataset.views - 1}`);
     }
@@ -60,14 +65,15 @@ export class TokenLoader {
 
   get batchesPerEpoch(): number {
     const n = this.dataset.length;
+    if (this.shard.count > 1) return Math.floor(n / (this.batchSize * this.shard.count));
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
-  /** The dataset indices of an epoch, in reading order. */
+  /** The dataset indices this process reads in an epoch, in reading order (its shard's slices). */
   order(epoch: number): Uint32Array {
     const n = this.dataset.length;
-    if (!this.shuffle) return Uint32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, this.seed, 0x746f6b73 /* 'toks' */, epoch);
+    const all = this.shuffle ? permutation(n, this.seed, 0x746f6b73 /* 'toks' */, epoch) : Uint32Array.from({ length: n }, (_, i) => i);
+    return shardOrder(all, this.batchSize, this.shard);
   }
 
   /** The view read for an item in an epoch. */

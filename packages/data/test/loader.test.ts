@@ -146,6 +146,24 @@ describe('BatchLoader', () => {
     expect(tail.map((x) => [...x.indices])).toEqual(whole.slice(3).map((x) => [...x.indices]));
   });
 
+  it('shards: the ranks\' batches together are one process\'s global batch, each item once per epoch', async () => {
+    const ds = new IdxImageDataset(decodeIdx(idx3(23)), undefined, {});
+    const one = new BatchLoader(ds, { batchSize: 6, seed: 9 });
+    const ranks = [0, 1, 2].map((rank) => new BatchLoader(ds, { batchSize: 2, seed: 9, shard: { rank, count: 3 } }));
+    expect(ranks.map((l) => l.batchesPerEpoch)).toEqual([3, 3, 3]);
+    for (const epoch of [0, 1]) {
+      const whole = await collect(one.epoch(epoch));
+      const parts = await Promise.all(ranks.map((l) => collect(l.epoch(epoch))));
+      expect(parts.map((p) => p.map((b) => b.batch))).toEqual([[0, 1, 2], [0, 1, 2], [0, 1, 2]]);
+      expect(whole.map((b) => [...b.indices])).toEqual(whole.map((_, j) => parts.flatMap((p) => [...p[j].indices])));
+      // Resuming a rank at a global batch picks up its own slice.
+      const tail = await collect(ranks[1].epoch(epoch, { batch: 2 }));
+      expect(tail.map((b) => [...b.indices])).toEqual([[...parts[1][2].indices]]);
+    }
+    expect(() => new BatchLoader(ds, { batchSize: 2, shard: { rank: 3, count: 3 } })).toThrow(/bad shard rank 3 of 3/);
+    expect(() => new BatchLoader(ds, { batchSize: 2, shuffle: false, shard: { rank: 0, count: 2 } })).toThrow(/needs dropLast/);
+  });
+
   it('in-memory datasets load on this thread; no shuffle keeps dataset order and the last partial batch', async () => {
     const ds = new IdxImageDataset(decodeIdx(idx3(10)), undefined, { size: 6 });
     const loader = new BatchLoader(ds, { batchSize: 4, shuffle: false, layout: 'hwc' });

@@ -116,6 +116,20 @@ describe('TokenLoader', () => {
   });
 });
 
+describe('TokenLoader sharded', () => {
+  it('two ranks read the two halves of each global batch, with the same views', async () => {
+    const ds = await TokenShardDataset.open(await makeFolder('d', [6, 6, 6]));
+    const one = await collect(new TokenLoader(ds, { batchSize: 4, seed: 5 }).epoch(1));
+    const ranks = [0, 1].map((rank) => new TokenLoader(ds, { batchSize: 2, seed: 5, shard: { rank, count: 2 } }));
+    expect(ranks[0].batchesPerEpoch).toBe(4);
+    const parts = await Promise.all(ranks.map(async (l) => collect(l.epoch(1))));
+    expect(one.map((b) => [...b.tokens])).toEqual(one.map((_, j) => [...parts[0][j].tokens, ...parts[1][j].tokens]));
+    const tail = await collect(ranks[1].epoch(1, 3));
+    expect(tail.map((b) => [...b.indices])).toEqual([[...parts[1][3].indices]]);
+    await ds.close();
+  });
+});
+
 describe('augmentViews', () => {
   // A 3-channel S x S image whose value says (channel, y, x).
   const S = 5;

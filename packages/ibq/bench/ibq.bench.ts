@@ -150,6 +150,12 @@ async function trainS(b: Backend, precision: Precision = '32'): Promise<Record<s
   for (const [op, e] of [...perOp].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
     emit({ bench: 'train step profile', backend: b.name, precision, op, ms_per_step: +(e.ms / steps).toFixed(1), calls_per_step: e.calls / steps });
   }
+  if (perOp.size > 0) {
+    // Every kernel together (a mean over the steps, the warm-up included): the rest of a step
+    // (the train step line's ms minus this) is the time between kernels.
+    const all = [...perOp.values()].reduce((a, e) => ({ ms: a.ms + e.ms, calls: a.calls + e.calls }), { ms: 0, calls: 0 });
+    emit({ bench: 'train step profile', backend: b.name, precision, op: '(all kernels)', ms_per_step: +(all.ms / steps).toFixed(1), calls_per_step: all.calls / steps });
+  }
   dispose([x]);
   t.dispose();
   return {

@@ -2,12 +2,22 @@
 // the discriminator step on the detached reconstruction, then the generator step against the
 // just-updated discriminator, then the EMA update. Checkpoints hold everything a resumed run
 // needs to continue the same loss curve.
+//
+// Data-parallel (an MPI launch, `dataParallel` given): as the reference's DDP without
+// SyncBatchNorm. Each rank steps on its own shard; gradients are averaged before both
+// optimizer steps, so weights, Adam moments and the EMA stay identical on every rank. Buffers
+// (BatchNorm running statistics) are broadcast from rank 0 at each step, as DDP's
+// broadcast_buffers=True does at each forward; BatchNorm normalises with each rank's own batch
+// statistics; the LeCAM EMAs (Python floats in the reference, not buffers) stay per rank.
+// Logged scalars are averaged over the ranks, and a non-finite loss on any rank skips the
+// update on all.
 
 import {
   Adam, EMA, Generator, GradScaler, type HostTensor, type Tensor, abs, add, assign, autocast, backward, concat, dispose, keep,
   lrAfterDrops, mean, nn, noGrad, readSafetensors, scale, setBackend, slice, sub, tensor, tidy, toFloat32, writeSafetensors,
 } from '@ibq/tensor';
 import { type Backend, supportsF16 } from '@ibq/kernels';
+import type { DataParallel } from '@ibq/mpi';
 import type { IBQConfig } from './config.js';
 import { emaKey } from './checkpoint.js';
 import { NLayerDiscriminator, hingeDLoss, lecamReg, nonSaturatingGLoss } from './discriminator.js';
@@ -34,6 +44,8 @@ export interface TrainerOptions {
   stepsPerEpoch?: number;
   /** '16-mixed': f16 autocast with dynamic loss scaling (needs f16 on the backend). Default '32'. */
   precision?: Precision;
+  /** Ranks of a data-parallel run (MPI); null or absent trains in this process alone. */
+  dataParallel?: DataParallel | null;
 }
 
 /** The precisions a run can train in (Lightning's names). */
@@ -126,6 +138,7 @@ export class IBQTrainer {
   readonly precision: Precision;
   /** Loss scaling for 16-mixed: one scaler for both optimizers, as Lightning's precision plugin. */
   readonly scaler: GradScaler | null;
+  readonly dp: DataParallel | null;
   /** LeCAM EMAs of the mean real and fake logits, one element each (device scalars). */
   lecamReal: Tensor;
   lecamFake: Tensor;
@@ -142,6 +155,7 @@ export class IBQTrainer {
     this.stepsPerEpoch = o.stepsPerEpoch ?? Infinity;
     this.perceptual = o.perceptual ?? null;
     this.precision = o.precision ?? '32';
+    this.dp = o.dataParallel ?? null;
     if (this.precision === '16-mixed') {
       const ok = supportsF16(o.backend);
       if (ok !== true) throw new Error(`precision 16-mixed: backend '${o.backend.name}' cannot: ${ok}`);
@@ -179,13 +193,44 @@ export class IBQTrainer {
   private async backwardAndStep(losses: Tensor[], opt: Adam): Promise<boolean> {
     if (!this.scaler) {
       for (const l of losses) backward(l);
+      await this.dp?.allReduceGradients(opt.params);
       opt.step();
       return true;
     }
     for (const l of losses) this.scaler.backward(l);
+    // Averaged while still scaled: the unscale and its finiteness check then agree on every rank.
+    await this.dp?.allReduceGradients(opt.params);
     const stepped = await this.scaler.step(opt);
     this.scaler.update();
     return stepped;
+  }
+
+  /** Every buffer (BatchNorm running statistics) of the generator and the discriminator. */
+  private buffers(): Tensor[] {
+    return [...this.model.namedBuffers(), ...(this.disc?.namedBuffers() ?? [])].map(([, t]) => t);
+  }
+
+  /**
+   * Makes every rank's state rank 0's (weights, buffers, EMA, Adam moments, LeCAM EMAs, counters,
+   * loss scale): after construction (DDP's initial broadcast) and after rank 0 alone loaded a
+   * checkpoint. A no-op without data parallelism.
+   */
+  async synchronize(): Promise<void> {
+    if (!this.dp || this.dp.size === 1) return;
+    const tensors = [...this.model.parameters(), ...(this.disc?.parameters() ?? []), ...this.buffers(), this.lecamReal, this.lecamFake];
+    if (this.ema) tensors.push(...this.ema.shadow.values());
+    for (const opt of [this.optG, this.optD]) if (opt) tensors.push(...opt.state().m, ...opt.state().v);
+    await this.dp.broadcast(tensors);
+    const scalars = await this.dp.broadcastNumbers([
+      this.step, this.optG.stepCount, this.optD?.stepCount ?? 0, this.nonFiniteInRow, this.generator.seed, this.generator.offset,
+      this.scaler?.scale ?? 0, this.scaler?.growthTracker ?? 0,
+    ]);
+    [this.step, this.optG.stepCount] = scalars;
+    if (this.optD) this.optD.stepCount = scalars[2];
+    this.nonFiniteInRow = scalars[3];
+    this.generator.seed = scalars[4];
+    this.generator.offset = scalars[5];
+    if (this.scaler) this.scaler.loadState({ scale: scalars[6], growthTracker: scalars[7] });
   }
 
   private emaParams(): [string, Tensor][] {
@@ -216,6 +261,8 @@ export class IBQTrainer {
     const lc = this.config.lossconfig;
     const discFactor = this.step >= lc.disc_start ? 1 : 0;
     const k = this.accumulate;
+    // DDP's broadcast_buffers: every rank starts the step with rank 0's running statistics.
+    if (this.dp && this.dp.size > 1) await this.dp.broadcast(this.buffers());
 
     // One forward per micro-batch; the graphs stay alive for the generator step.
     const lossScale = this.scaler?.scale ?? 1;
@@ -257,8 +304,10 @@ export class IBQTrainer {
         garbage.push(out.log);
         const v = Array.from(await out.log.data());
         dScalars = dScalars.map((s, j) => s + v[j] / k);
-        if (!v.every(Number.isFinite)) dFinite = false;
       }
+      // Averaged over the ranks: one rank's inf or NaN makes every rank skip the update.
+      if (this.dp) dScalars = await this.dp.average(dScalars);
+      dFinite = dScalars.every(Number.isFinite);
       if (discFactor === 0) {
         this.optD.skipStep();
         this.scaler?.update(); // the reference's scaler sees that (clean) step too
@@ -270,8 +319,7 @@ export class IBQTrainer {
     // --- generator step (against the just-updated discriminator) ---
     this.optG.zeroGrad();
     const gLosses: Tensor[] = [];
-    const sums = new Array<number>(LOG_NAMES.length).fill(0);
-    let gFinite = dFinite;
+    let sums = new Array<number>(LOG_NAMES.length).fill(0);
     const indices: Int32Array[] = [];
     for (let i = 0; i < k; i++) {
       const x = micro[i];
@@ -297,9 +345,10 @@ export class IBQTrainer {
       garbage.push(out.log);
       const v = await out.log.data();
       v.forEach((s, j) => (sums[j] += s / k));
-      if (!Array.from(v).every(Number.isFinite)) gFinite = false;
       indices.push((await fwd[i].indices.data()) as Int32Array);
     }
+    if (this.dp) sums = await this.dp.average(sums);
+    const gFinite = dFinite && sums.every(Number.isFinite);
     if (gFinite) {
       // A step the scaler skips still counts, and the EMA still moves, as in the reference.
       if (!(await this.backwardAndStep(gLosses, this.optG))) overflowed.push('generator');

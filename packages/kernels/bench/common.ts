@@ -54,6 +54,28 @@ export async function time(fn: () => unknown | Promise<unknown>, runs: number): 
   return t.length % 2 ? t[mid] : (t[mid - 1] + t[mid]) / 2;
 }
 
+/**
+ * Times several variants of the same work interleaved (one run of each in turn, `runs` rounds,
+ * after a warm-up of each), so that load on a shared machine falls on all of them alike;
+ * returns each variant's median in ms.
+ */
+export async function timeInterleaved(fns: readonly (() => unknown | Promise<unknown>)[], runs: number): Promise<number[]> {
+  for (const fn of fns) await fn();
+  const t: number[][] = fns.map(() => []);
+  for (let r = 0; r < runs; r++) {
+    for (let i = 0; i < fns.length; i++) {
+      const t0 = performance.now();
+      await fns[i]();
+      t[i].push(performance.now() - t0);
+    }
+  }
+  return t.map((ts) => {
+    ts.sort((a, b) => a - b);
+    const mid = ts.length >> 1;
+    return ts.length % 2 ? ts[mid] : (ts[mid - 1] + ts[mid]) / 2;
+  });
+}
+
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const get = (name: string) => {
     const i = argv.indexOf(`--${name}`);

@@ -2,6 +2,13 @@
 //   matmul 1024x1024x1024 and 256x4096x1024 (M x K x N);
 //   conv2d 3x3 stride 1 pad 1, batch 4, 128 -> 128 channels, 64x64: forward, data gradient,
 //   weight gradient;
+//   the stride-1 3x3 convolutions of the tokenizers (config S's layers, and the official
+//   model's): forward, data and weight gradient through each algorithm of the cpu backend
+//   (direct implicit GEMM, Winograd F(2x2,3x3), F(4x4,3x3)), timed interleaved, with the
+//   GFLOP/s-equivalent (the direct convolution's flop count over the time), the ratio to the
+//   direct path, the normalised MSE against the reference backend (on at most 2 images of at
+//   most 32x32 with the layer's channels),
+//   and which algorithm 'auto' takes;
 //   ibq_quantize forward, and forward+backward, for 4096 tokens x 16384 codes x 256 dims and
 //   1024 tokens x 262144 codes x 256 dims (with peak memory). The quantizer's peers run its
 //   forward core: matmul + softmax + argmax;
@@ -13,7 +20,10 @@
 
 import { availableParallelism } from 'node:os';
 import { type Backend, type TensorInfo, createBackend, runOp } from '../src/index.js';
-import { type BenchOptions, type Figure, emit, randomArray, time } from './common.js';
+import type { CpuBackend } from '../src/backends/cpu/index.js';
+import { chooseConv } from '../src/backends/cpu/kernels/conv.js';
+import { ReferenceBackend } from '../src/backends/reference/index.js';
+import { type BenchOptions, type Figure, emit, randomArray, time, timeInterleaved } from './common.js';
 import { ORT_NODE, ORT_WEB, type PeerWork, type Runner, TFJS_WASM, prepareOrtNode, prepareOrtWeb, tfjsWasm } from './peers.js';
 
 let backend: Backend;
@@ -147,6 +157,78 @@ async function benchConv(N: number, C: number, O: number, H: number, W: number):
     outputs: [['dwT', [C, O, KH, KW]]],
   }, 'Conv over batch-transposed x and dy (no filter-gradient op)');
   releaseAll([x, w, bias, dy]);
+}
+
+const CONV_ALGORITHMS = ['direct', 'winograd2', 'winograd4'] as const;
+
+/** The three convolution ops of one stride-1 3x3 layer, as [name, inputs, run] over a backend. */
+function convOps(be: Backend, N: number, C: number, O: number, H: number, W: number, seed: number):
+  { ops: [string, (out?: TensorInfo[]) => TensorInfo][]; release(): void } {
+  const attrs = { stride: [1, 1], padding: [1, 1, 1, 1] };
+  const put = (data: Float32Array, shape: number[]): TensorInfo => {
+    const buffer = be.alloc('f32', data.length);
+    be.write(buffer, data);
+    return { buffer, offset: 0, shape, dtype: 'f32' };
+  };
+  const x = put(randomArray(N * C * H * W, seed), [N, C, H, W]), w = put(randomArray(O * C * 9, seed + 1, 0.05), [O, C, 3, 3]);
+  const bias = put(randomArray(O, seed + 2), [O]), dy = put(randomArray(N * O * H * W, seed + 3), [N, O, H, W]);
+  return {
+    ops: [
+      ['conv2d', () => runOp(be, 'conv2d', [x, w, bias], attrs)[0]],
+      ['conv2d_grad_input', () => runOp(be, 'conv2d_grad_input', [dy, w], { ...attrs, inputSize: [H, W] })[0]],
+      ['conv2d_grad_weight', () => runOp(be, 'conv2d_grad_weight', [x, dy], { ...attrs, kernelSize: [3, 3] })[0]],
+    ],
+    release: () => { for (const t of [x, w, bias, dy]) be.release(t.buffer); },
+  };
+}
+
+/** Each convolution algorithm of the cpu backend on one layer shape: speed (interleaved) and error. */
+async function benchConvAlgorithms(N: number, C: number, O: number, H: number, W: number, layer: string): Promise<void> {
+  const cpu = backend as CpuBackend;
+  const shape = { N, C, O, H, W, KH: 3, KW: 3, stride: 1, pad: 1, layer };
+  const flops = 2 * N * O * H * W * C * 9;
+  // Errors against reference on at most 2 images of at most 32 x 32 with the layer's channels
+  // (reference runs in float64 JS; the error of a pixel depends on the channel sums, not the image size).
+  const ref = new ReferenceBackend();
+  const [sn, sh, sw] = [Math.min(N, 2), Math.min(H, 32), Math.min(W, 32)];
+  const refOps = convOps(ref, sn, C, O, sh, sw, 7), oursSmall = convOps(backend, sn, C, O, sh, sw, 7), oursFull = convOps(backend, N, C, O, H, W, 7);
+  const saved = cpu.convAlgorithm;
+  try {
+    for (let k = 0; k < 3; k++) {
+      const [op, refRun] = refOps.ops[k];
+      const want = await ref.read(refRun().buffer);
+      const nmse: Record<string, number> = {};
+      for (const algo of CONV_ALGORITHMS) {
+        cpu.convAlgorithm = algo;
+        const y = oursSmall.ops[k][1]();
+        const got = cpu.readSync(y.buffer);
+        cpu.release(y.buffer);
+        let num = 0, den = 0;
+        for (let i = 0; i < got.length; i++) {
+          num += (got[i] - want[i]) ** 2;
+          den += want[i] ** 2;
+        }
+        nmse[algo] = num / den;
+      }
+      const run = oursFull.ops[k][1];
+      const ms = await timeInterleaved(CONV_ALGORITHMS.map((algo) => () => {
+        cpu.convAlgorithm = algo;
+        cpu.release(run().buffer);
+      }), options.runs);
+      const geometry = { C, H, W, KH: 3, KW: 3, sh: 1, sw: 1, pt: 1, pl: 1, OH: H, OW: W, O };
+      cpu.convAlgorithm = 'auto';
+      const auto = chooseConv(cpu, geometry, [1, 1, 1, 1], op === 'conv2d' ? 'forward' : op === 'conv2d_grad_input' ? 'input' : 'weight');
+      CONV_ALGORITHMS.forEach((algo, i) => emit({
+        op, shape, backend: 'cpu', threads, ms: ms[i], runs: options.runs, gflops: flops / ms[i] / 1e6, algorithm: algo,
+        ...(algo === 'direct' ? {} : { vs: 'direct', ratio: ms[0] / ms[i] }), nmse: +nmse[algo].toExponential(2), auto,
+      }));
+    }
+  } finally {
+    cpu.convAlgorithm = saved;
+    refOps.release();
+    oursSmall.release();
+    oursFull.release();
+  }
 }
 
 function permute4(src: Float32Array, shape: number[], perm: number[]): Float32Array {
@@ -306,6 +388,14 @@ export async function run(o: BenchOptions): Promise<void> {
       await benchMatmul(q ? 64 : 256, q ? 1024 : 4096, q ? 256 : 1024);
     }
     if (want('conv2d')) await benchConv(q ? 1 : 4, q ? 32 : 128, q ? 32 : 128, q ? 32 : 64, q ? 32 : 64);
+    if (want('conv2d') || want('winograd')) {
+      // Config S's 3x3 layers (batch 16), then the official model's (one 256x256 image).
+      const layers: [number, number, number, number, number, string][] = q
+        ? [[2, 32, 32, 16, 16, 'quick']]
+        : [[16, 64, 64, 32, 32, 'S 32px'], [16, 128, 128, 16, 16, 'S 16px'], [16, 128, 128, 8, 8, 'S 8px'],
+          [1, 128, 128, 256, 256, 'official 256px'], [1, 256, 256, 64, 64, 'official 64px'], [1, 512, 512, 16, 16, 'official 16px']];
+      for (const [N, C, O, H, W, layer] of layers) await benchConvAlgorithms(N, C, O, H, W, layer);
+    }
     if (want('ibq_quantize')) {
       await benchQuantizer(q ? 256 : 4096, q ? 2048 : 16384, q ? 64 : 256, false);
       await benchQuantizer(q ? 64 : 1024, q ? 16384 : 262144, q ? 64 : 256, true);

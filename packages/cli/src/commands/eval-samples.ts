@@ -13,7 +13,8 @@ import {
 import type { Backend } from '@ibq/kernels';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
 import { watchStopSignals } from '../stop.js';
-import { existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { openBackend } from '../tokenizer.js';
 
 /** Growing list of float rows, joined at the end. */
 class Rows {

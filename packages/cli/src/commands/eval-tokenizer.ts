@@ -13,7 +13,8 @@ import { type Tensor, clamp, dispose, scale, tidy } from '@ibq/tensor';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
 import { evaluateReconstruction } from '../evaluate.js';
 import { watchStopSignals } from '../stop.js';
-import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, existingFile, loadTokenizer, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, loadTokenizer } from '../tokenizer.js';
 
 export const evalTokenizerCommand: Command = {
   name: 'eval-tokenizer',

@@ -12,7 +12,8 @@ import { type Command, EXIT_FAILURE, EXIT_OK, type OptionValues, UsageError } fr
 import type { Io } from '../io.js';
 import { parseShard, shardRange } from '../samples.js';
 import { type StopController, watchStopSignals } from '../stop.js';
-import { existingFile, openBackend, positiveInt, requiredString } from '../tokenizer.js';
+import { existingFile, positiveInt, requiredString } from '../options.js';
+import { openBackend } from '../tokenizer.js';
 
 type Shard = { index: number; count: number };
 

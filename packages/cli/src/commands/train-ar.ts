@@ -6,11 +6,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { type ArConfig, ArConfigError, type ArPrecision, loadArConfig } from '@ibq/ar';
+import type { DataParallel } from '@ibq/mpi';
 import { trainTransform, TokenShardDataset } from '@ibq/data';
 import { ConfigError, type IBQConfig, type IBQTokenizer, loadConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
 import { type ArDataSource, runArTraining } from '../ar-training.js';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
+import { MPI_OPTIONS, MPI_USAGE, underMpiLaunch } from '../mpi-launch.js';
 import { watchStopSignals } from '../stop.js';
 import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
 import { buildTokenizer, openBackend } from '../tokenizer.js';
@@ -80,92 +82,98 @@ the validation loss each epoch. The official YAML works with only the data path 
   --seed S              initialisation, data order, dropout and label dropout (default 0)
   --precision P         32, or 16-mixed (f16 autocast with loss scaling, webgpu with shader-f16)
   --cfg-scale S         guidance of the sample grids (default 2)
-  --checkpoint-every N (default 1000)   --sample-every N (default 1000)   --log-every N (default 10)`,
+  --checkpoint-every N (default 1000)   --sample-every N (default 1000)   --log-every N (default 10)
+${MPI_USAGE}`,
   options: {
     ...DEVICE_OPTION, config: { type: 'string' }, tokens: { type: 'string' }, 'val-tokens': { type: 'string' }, data: { type: 'string' },
     'data-root': { type: 'string' }, 'tokenizer-ckpt': { type: 'string' }, 'tokenizer-config': { type: 'string' }, out: { type: 'string' },
     resume: { type: 'boolean' }, steps: { type: 'string' }, 'batch-size': { type: 'string' }, accumulate: { type: 'string' }, ema: { type: 'boolean' },
     seed: { type: 'string' }, precision: { type: 'string' }, 'cfg-scale': { type: 'string' }, 'checkpoint-every': { type: 'string' },
-    'sample-every': { type: 'string' }, 'log-every': { type: 'string' },
+    'sample-every': { type: 'string' }, 'log-every': { type: 'string' }, ...MPI_OPTIONS,
   },
   async run(values, io: Io) {
-    const configPath = requiredString(values, 'config');
-    const { config: ar, text } = readArConfig(configPath);
-    const hasTokens = typeof values.tokens === 'string';
-    const hasData = typeof values.data === 'string';
-    if (hasTokens === hasData) throw new UsageError('give either --tokens SHARDS or --data D (with --tokenizer-ckpt)');
-    if (hasData && typeof values['tokenizer-ckpt'] !== 'string') throw new UsageError('--data needs --tokenizer-ckpt (images are tokenized on the fly)');
-    if (hasData && values['val-tokens'] !== undefined) throw new UsageError('--val-tokens goes with --tokens (tokenize the held-out images with ibq tokenize)');
-    const ckpt = typeof values['tokenizer-ckpt'] === 'string' ? existingFile(values['tokenizer-ckpt'], 'tokenizer checkpoint') : null;
-    let train: TokenShardDataset | null = null;
-    let val: TokenShardDataset | null = null;
-    const backend = await openBackend(values.device as string | undefined);
-    let tokenizer: IBQTokenizer | null = null;
-    const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
-    try {
-      let data: ArDataSource;
-      let items: number;
-      if (hasTokens) {
-        train = await TokenShardDataset.open(existingFile(values.tokens as string, 'token shards'));
-        if (typeof values['val-tokens'] === 'string') val = await TokenShardDataset.open(existingFile(values['val-tokens'], 'validation token shards'));
-        const nEmbed = train.index?.tokenizer.nEmbed;
-        if (nEmbed !== undefined && nEmbed !== ar.gpt.vocab_size) {
-          throw new UsageError(`the shards hold tokens of a ${nEmbed}-code tokenizer; the config's vocab_size is ${ar.gpt.vocab_size}`);
-        }
-        data = { kind: 'tokens', train, ...(val ? { val } : {}) };
-        items = train.length;
-        const idx = train.index?.tokenizer;
-        const tc = tokenizerConfig(values, ar, configPath, idx?.config);
-        const tckpt = ckpt ?? (idx && existsSync(idx.checkpoint) ? idx.checkpoint : null);
-        if (tc && tckpt) tokenizer = await buildTokenizer(tc.config, tckpt, { configPath: tc.path }, io);
-        else io.err('no tokenizer found (--tokenizer-ckpt, or the one the shards name): no sample grids');
-      } else {
-        const tc = tokenizerConfig(values, ar, configPath);
-        if (!tc) throw new UsageError('--data: the AR config has no first_stage_config; give --tokenizer-config');
-        tokenizer = await buildTokenizer(tc.config, ckpt!, { configPath: tc.path }, io);
-        const src = await openImageSource(values, 'train');
-        const R = tc.config.ddconfig.resolution;
-        data = src.source === 'fashion-mnist' || src.source.startsWith('cifar10')
-          ? { kind: 'images', dataset: src.dataset, transform: { resize: R, crop: 'random' }, tokenizer }
-          : { kind: 'images', dataset: src.dataset, transform: trainTransform(R), tokenizer };
-        items = src.dataset.length;
-      }
-      const t = ar.train;
-      const batchSize = positiveInt(values, 'batch-size', t.batch_size);
-      const accumulate = positiveInt(values, 'accumulate', 1);
-      const perEpoch = Math.max(1, Math.floor(Math.floor(items / batchSize) / accumulate));
-      const scheduleSteps = (t.max_epochs ?? 1) * perEpoch;
-      const steps = positiveInt(values, 'steps', scheduleSteps);
-      const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
-      let precision: ArPrecision;
-      try {
-        const r = resolvePrecision(t.precision, values.precision as string | undefined, backend);
-        precision = r.precision;
-        if (r.notice) io.err(r.notice);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const cfgScale = values['cfg-scale'] === undefined ? 2 : Number(values['cfg-scale']);
-      if (!(cfgScale >= 1)) throw new UsageError(`--cfg-scale: expected a number >= 1, got '${String(values['cfg-scale'])}'`);
-      io.err(`training the AR model on ${backend.name} in precision ${precision}: ${items} ${hasTokens ? 'token grids' : 'images'}, batch ${batchSize} x ${accumulate}, `
-        + `${steps} steps (${perEpoch} per epoch, schedule over ${scheduleSteps}) -> ${out}`);
-      const r = await runArTraining({
-        config: ar.gpt, recipe: { ...t, gradient_clip_val: t.gradient_clip_val ?? 1 }, configText: text, data, backend, out, resume: values.resume === true,
-        seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps, scheduleSteps, checkpointEvery: positiveInt(values, 'checkpoint-every', 1000),
-        sampleEvery: positiveInt(values, 'sample-every', 1000), logEvery: positiveInt(values, 'log-every', 10), ema: values.ema ? 0.9999 : null,
-        precision, tokenizer, cfgScale, stop,
-      }, io);
-      const last = r.lastLog ? `; last loss ${r.lastLog.loss.toFixed(4)}` : '';
-      io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s${last}; checkpoint ${r.checkpoint}`);
-      if (r.interrupted) io.err(`${stop.reason}: checkpoint written; continue with the same command and --resume`);
-      r.trainer.dispose();
-      return r.interrupted ? stop.exitCode() : EXIT_OK;
-    } finally {
-      stop.dispose();
-      tokenizer?.dispose();
-      await train?.close();
-      await val?.close();
-      backend.destroy();
-    }
+    return underMpiLaunch(values, io, (rankIo, dp) => trainAr(values, rankIo, dp));
   },
 };
+
+async function trainAr(values: OptionValues, io: Io, dp: DataParallel | null): Promise<number> {
+  const ranks = dp?.size ?? 1;
+  const configPath = requiredString(values, 'config');
+  const { config: ar, text } = readArConfig(configPath);
+  const hasTokens = typeof values.tokens === 'string';
+  const hasData = typeof values.data === 'string';
+  if (hasTokens === hasData) throw new UsageError('give either --tokens SHARDS or --data D (with --tokenizer-ckpt)');
+  if (hasData && typeof values['tokenizer-ckpt'] !== 'string') throw new UsageError('--data needs --tokenizer-ckpt (images are tokenized on the fly)');
+  if (hasData && values['val-tokens'] !== undefined) throw new UsageError('--val-tokens goes with --tokens (tokenize the held-out images with ibq tokenize)');
+  const ckpt = typeof values['tokenizer-ckpt'] === 'string' ? existingFile(values['tokenizer-ckpt'], 'tokenizer checkpoint') : null;
+  let train: TokenShardDataset | null = null;
+  let val: TokenShardDataset | null = null;
+  const backend = await openBackend(values.device as string | undefined);
+  let tokenizer: IBQTokenizer | null = null;
+  const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
+  try {
+    let data: ArDataSource;
+    let items: number;
+    if (hasTokens) {
+      train = await TokenShardDataset.open(existingFile(values.tokens as string, 'token shards'));
+      if (typeof values['val-tokens'] === 'string') val = await TokenShardDataset.open(existingFile(values['val-tokens'], 'validation token shards'));
+      const nEmbed = train.index?.tokenizer.nEmbed;
+      if (nEmbed !== undefined && nEmbed !== ar.gpt.vocab_size) {
+        throw new UsageError(`the shards hold tokens of a ${nEmbed}-code tokenizer; the config's vocab_size is ${ar.gpt.vocab_size}`);
+      }
+      data = { kind: 'tokens', train, ...(val ? { val } : {}) };
+      items = train.length;
+      const idx = train.index?.tokenizer;
+      const tc = tokenizerConfig(values, ar, configPath, idx?.config);
+      const tckpt = ckpt ?? (idx && existsSync(idx.checkpoint) ? idx.checkpoint : null);
+      if (tc && tckpt) tokenizer = await buildTokenizer(tc.config, tckpt, { configPath: tc.path }, io);
+      else io.err('no tokenizer found (--tokenizer-ckpt, or the one the shards name): no sample grids');
+    } else {
+      const tc = tokenizerConfig(values, ar, configPath);
+      if (!tc) throw new UsageError('--data: the AR config has no first_stage_config; give --tokenizer-config');
+      tokenizer = await buildTokenizer(tc.config, ckpt!, { configPath: tc.path }, io);
+      const src = await openImageSource(values, 'train');
+      const R = tc.config.ddconfig.resolution;
+      data = src.source === 'fashion-mnist' || src.source.startsWith('cifar10')
+        ? { kind: 'images', dataset: src.dataset, transform: { resize: R, crop: 'random' }, tokenizer }
+        : { kind: 'images', dataset: src.dataset, transform: trainTransform(R), tokenizer };
+      items = src.dataset.length;
+    }
+    const t = ar.train;
+    const batchSize = positiveInt(values, 'batch-size', t.batch_size);
+    const accumulate = positiveInt(values, 'accumulate', 1);
+    const perEpoch = Math.max(1, Math.floor(Math.floor(items / (batchSize * ranks)) / accumulate));
+    const scheduleSteps = (t.max_epochs ?? 1) * perEpoch;
+    const steps = positiveInt(values, 'steps', scheduleSteps);
+    const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
+    let precision: ArPrecision;
+    try {
+      const r = resolvePrecision(t.precision, values.precision as string | undefined, backend);
+      precision = r.precision;
+      if (r.notice) io.err(r.notice);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const cfgScale = values['cfg-scale'] === undefined ? 2 : Number(values['cfg-scale']);
+    if (!(cfgScale >= 1)) throw new UsageError(`--cfg-scale: expected a number >= 1, got '${String(values['cfg-scale'])}'`);
+    io.err(`training the AR model on ${backend.name} in precision ${precision}: ${items} ${hasTokens ? 'token grids' : 'images'}, batch ${batchSize}${ranks > 1 ? ` x ${ranks} ranks` : ''} x ${accumulate}, `
+      + `${steps} steps (${perEpoch} per epoch, schedule over ${scheduleSteps}) -> ${out}`);
+    const r = await runArTraining({
+      config: ar.gpt, recipe: { ...t, gradient_clip_val: t.gradient_clip_val ?? 1 }, configText: text, data, backend, out, resume: values.resume === true,
+      seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps, scheduleSteps, checkpointEvery: positiveInt(values, 'checkpoint-every', 1000),
+      sampleEvery: positiveInt(values, 'sample-every', 1000), logEvery: positiveInt(values, 'log-every', 10), ema: values.ema ? 0.9999 : null,
+      precision, tokenizer, cfgScale, stop, dataParallel: dp,
+    }, io);
+    const last = r.lastLog ? `; last loss ${r.lastLog.loss.toFixed(4)}` : '';
+    io.out(`${r.interrupted ? 'interrupted' : 'finished'} at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s${last}; checkpoint ${r.checkpoint}`);
+    if (r.interrupted) io.err(`${stop.requested ? stop.reason : 'stopped by a signal to another rank'}: checkpoint written; continue with the same command and --resume`);
+    r.trainer.dispose();
+    return r.interrupted ? stop.exitCode() : EXIT_OK;
+  } finally {
+    stop.dispose();
+    tokenizer?.dispose();
+    await train?.close();
+    await val?.close();
+    backend.destroy();
+  }
+}

@@ -5,10 +5,12 @@ import { basename, extname, join } from 'node:path';
 import { ImageFolderDataset, type ImageDataset, openMnist, trainTransform } from '@ibq/data';
 import { LPIPS, type LpipsWeightsSource, loadLpips, lpipsWeightsAvailable } from '@ibq/eval';
 import { ConfigError, type IBQConfig, parseConfig, resolvePrecision } from '@ibq/ibq';
+import type { DataParallel } from '@ibq/mpi';
 import { type Command, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
 import { openBackend } from '../tokenizer.js';
+import { MPI_OPTIONS, MPI_USAGE, underMpiLaunch } from '../mpi-launch.js';
 import { watchStopSignals } from '../stop.js';
 import { runTraining } from '../training.js';
 
@@ -28,6 +30,7 @@ export const TRAIN_OPTIONS = {
   'lpips-heads': { type: 'string' },
   'lpips-from': { type: 'string' },
   precision: { type: 'string' },
+  ...MPI_OPTIONS,
 } as const;
 
 export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageNet layout) or Debian's Fashion-MNIST
@@ -42,7 +45,8 @@ export const TRAIN_USAGE = `  --data PATH|fashion-mnist  an image folder (ImageN
   --lpips-vgg16 F --lpips-heads F   torchvision's vgg16 .pth and LPIPS v0.1 vgg.pth, for the perceptual term
   --lpips-from CKPT    or take them from an official tokenizer checkpoint (loss.perceptual_loss.*)
   --precision P        32, or 16-mixed: f16 autocast with loss scaling, on a webgpu device with
-                       shader-f16 (default: the config's trainer.precision where the device can, else 32)`;
+                       shader-f16 (default: the config's trainer.precision where the device can, else 32)
+${MPI_USAGE}`;
 
 export async function openTrainingData(values: OptionValues, config: IBQConfig): Promise<{ dataset: ImageDataset; transform?: { resize: number; crop: 'random' } }> {
   const data = requiredString(values, 'data');
@@ -96,52 +100,57 @@ whole). Exit code: 0 finished, 130 stopped by SIGINT, 143 by SIGTERM, 1 failed, 
 ${TRAIN_USAGE}`,
   options: { ...TRAIN_OPTIONS, config: { type: 'string' } },
   async run(values, io) {
-    const configPath = requiredString(values, 'config');
-    const { config, text } = readConfig(configPath);
-    const { dataset, transform } = await openTrainingData(values, config);
-    const batchSize = positiveInt(values, 'batch-size', config.batch_size);
-    const accumulate = positiveInt(values, 'accumulate', 1);
-    const perEpoch = Math.max(1, Math.floor(Math.floor(dataset.length / batchSize) / accumulate));
-    const steps = positiveInt(values, 'steps', (config.max_epochs ?? 1) * perEpoch);
-    const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
-    const perceptual = await openPerceptual(values, io);
-    const backend = await openBackend(values.device as string | undefined);
-    try {
-      let precision;
-      try {
-        const r = resolvePrecision(config.precision, values.precision as string | undefined, backend);
-        precision = r.precision;
-        if (r.notice) io.err(r.notice);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize} x ${accumulate}, ${steps} steps -> ${out}`);
-      const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
-      try {
-        const r = await runTraining({
-          config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
-          seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
-          checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
-          logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, stop,
-        }, io);
-        const where = `at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`;
-        if (r.interrupted) {
-          io.out(`${stop.reason} ${where}`);
-          io.out(`to continue: ${resumeCommand(values, out)}`);
-        } else {
-          io.out(`finished ${where}`);
-        }
-        r.trainer.dispose();
-        return stop.exitCode();
-      } finally {
-        stop.dispose();
-      }
-    } finally {
-      perceptual?.dispose();
-      backend.destroy();
-    }
+    return underMpiLaunch(values, io, (rankIo, dp) => train(values, rankIo, dp));
   },
 };
+
+async function train(values: OptionValues, io: Io, dp: DataParallel | null): Promise<number> {
+  const ranks = dp?.size ?? 1;
+  const configPath = requiredString(values, 'config');
+  const { config, text } = readConfig(configPath);
+  const { dataset, transform } = await openTrainingData(values, config);
+  const batchSize = positiveInt(values, 'batch-size', config.batch_size);
+  const accumulate = positiveInt(values, 'accumulate', 1);
+  const perEpoch = Math.max(1, Math.floor(Math.floor(dataset.length / (batchSize * ranks)) / accumulate));
+  const steps = positiveInt(values, 'steps', (config.max_epochs ?? 1) * perEpoch);
+  const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
+  const perceptual = await openPerceptual(values, io);
+  const backend = await openBackend(values.device as string | undefined);
+  try {
+    let precision;
+    try {
+      const r = resolvePrecision(config.precision, values.precision as string | undefined, backend);
+      precision = r.precision;
+      if (r.notice) io.err(r.notice);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    io.err(`training on ${backend.name} in precision ${precision}: ${dataset.length} images, batch ${batchSize}${ranks > 1 ? ` x ${ranks} ranks` : ''} x ${accumulate}, ${steps} steps -> ${out}`);
+    const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
+    try {
+      const r = await runTraining({
+        config, configText: text, dataset, transform, backend, out, resume: values.resume === true,
+        seed: positiveIntOrZero(values, 'seed'), batchSize, accumulate, steps,
+        checkpointEvery: positiveInt(values, 'checkpoint-every', 500), imageEvery: positiveInt(values, 'image-every', 200),
+        logEvery: positiveInt(values, 'log-every', 10), perceptual, gan: true, precision, stop, dataParallel: dp,
+      }, io);
+      const where = `at step ${r.trainer.step} after ${r.seconds.toFixed(0)} s; checkpoint ${r.checkpoint}`;
+      if (r.interrupted) {
+        io.out(`${stop.requested ? stop.reason : 'stopped by a signal to another rank'} ${where}`);
+        io.out(`to continue: ${ranks > 1 ? `mpiexec -n ${ranks} ` : ''}${resumeCommand(values, out)}`);
+      } else {
+        io.out(`finished ${where}`);
+      }
+      r.trainer.dispose();
+      return stop.exitCode();
+    } finally {
+      stop.dispose();
+    }
+  } finally {
+    perceptual?.dispose();
+    backend.destroy();
+  }
+}
 
 /** This run's command line with --resume (and --out, which the run folder depends on). */
 function resumeCommand(values: OptionValues, out: string): string {

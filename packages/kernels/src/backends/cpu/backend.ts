@@ -5,8 +5,9 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getKernel } from '../../dispatch.js';
 import type { Attrs, Backend, DType, DeviceBuffer, MemoryInfo, TensorInfo, TypedArray } from '../../types.js';
@@ -15,12 +16,32 @@ import { ALIGN, FreeList } from './allocator.js';
 import { WorkerPool } from './pool.js';
 import { CPU_EXPORT_NAMES, type CpuExports } from './wasm-interface.js';
 import { Wasm, type WasmMemory, type WasmModule } from './wasm.js';
+import type { ConvAlgorithm } from './kernels/winograd.js';
 
 const PAGE = 65536;
 /** 4 GiB: the most a wasm32 memory can address. */
 const MAX_PAGES = 65536;
 const INITIAL_PAGES = 256; // 16 MiB
 export const WASM_FILE = 'ibq-cpu.wasm';
+/** The same kernels built with relaxed SIMD (f32x4.relaxed_madd in the GEMM and attention tiles). */
+export const WASM_RELAXED_FILE = 'ibq-cpu-relaxed.wasm';
+
+/** (module (func (param v128 v128 v128) (result v128) local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd)) */
+const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123, 123, 1, 123, 3, 2, 1, 0,
+  10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2, 253, 133, 2, 11]);
+
+/** Whether this engine compiles relaxed SIMD as it is now configured. */
+export function relaxedSimdAvailable(): boolean {
+  return (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(RELAXED_PROBE);
+}
+
+/**
+ * 'relaxed': the relaxed-SIMD module, turning on V8's flag for it if the engine has it off
+ * (Node 20); 'simd128': the plain SIMD module; 'auto': relaxed where the engine has it on by
+ * default (Node 22+), else SIMD128 (on Node 20 the flag is not set: see the kernels README).
+ */
+export type SimdChoice = 'auto' | 'relaxed' | 'simd128';
+const SIMD_CHOICES = ['auto', 'relaxed', 'simd128'] as const;
 
 export class CpuBuffer implements DeviceBuffer {
   readonly backend = 'cpu';
@@ -33,6 +54,30 @@ export interface CpuOptions {
   threads?: number;
   /** Path of the compiled module (default: IBQ_CPU_WASM, else the package's build/). */
   wasmPath?: string;
+  /**
+   * The algorithm of stride-1 3x3 convolutions (default: IBQ_CONV, else 'auto': chosen per
+   * shape, see kernels/conv.ts); other convolutions always run the direct implicit GEMM.
+   */
+  conv?: 'auto' | ConvAlgorithm;
+  /** Which build of the module (default: IBQ_SIMD, else 'auto'); ignored when wasmPath is given. */
+  simd?: SimdChoice;
+}
+
+function choice<T extends string>(what: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) throw new Error(`${what} must be one of ${choices.join(', ')}, got '${value}'`);
+  return value as T;
+}
+
+const CONV_CHOICES = ['auto', 'direct', 'winograd2', 'winograd4'] as const;
+
+function defaultConv(): 'auto' | ConvAlgorithm {
+  const env = process.env.IBQ_CONV;
+  return env === undefined || env === '' ? 'auto' : choice('IBQ_CONV', env, CONV_CHOICES);
+}
+
+function defaultSimd(): SimdChoice {
+  const env = process.env.IBQ_SIMD;
+  return env === undefined || env === '' ? 'auto' : choice('IBQ_SIMD', env, SIMD_CHOICES);
 }
 
 /** The exports of the wasm module, typed from assembly/*.ts at build time (wasm-interface.ts). */
@@ -49,34 +94,40 @@ function defaultThreads(): number {
 }
 
 /** Where the built module may be: explicit, env, beside the sources, beside a bundle, the package. */
-function wasmCandidates(explicit?: string): string[] {
+function wasmCandidates(explicit: string | undefined, file: string): string[] {
   // An explicit path is the only candidate: asking for a file and silently loading another hides mistakes.
   if (explicit) return [resolve(explicit)];
   const out: string[] = [];
   if (process.env.IBQ_CPU_WASM) out.push(resolve(process.env.IBQ_CPU_WASM));
   try {
     const here = dirname(fileURLToPath(import.meta.url));
-    out.push(join(here, '../../../build', WASM_FILE)); // src/backends/cpu -> packages/kernels/build
-    out.push(join(here, WASM_FILE)); // copied beside a bundle
+    out.push(join(here, '../../../build', file)); // src/backends/cpu -> packages/kernels/build
+    out.push(join(here, file)); // copied beside a bundle
   } catch {
     // import.meta.url is not a file URL: fall through to package resolution.
   }
   try {
     const req = createRequire(import.meta.url);
-    out.push(join(dirname(req.resolve('@ibq/kernels')), '../build', WASM_FILE));
+    out.push(join(dirname(req.resolve('@ibq/kernels')), '../build', file));
   } catch {
     // not resolvable from here
   }
-  out.push(resolve('packages/kernels/build', WASM_FILE));
+  out.push(resolve('packages/kernels/build', file));
   return out;
 }
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly threads: number;
+  /** Algorithm of stride-1 3x3 convolutions (may be changed between calls: the kernel benchmark compares them). */
+  convAlgorithm: 'auto' | ConvAlgorithm;
+  /** Bytes of Winograd-transformed data per chunk of tile rows (kernels/winograd.ts; tests make it small). */
+  winogradChunkBytes = 12 << 20;
   private memoryObj?: WasmMemory;
   private module?: WasmModule;
   private wasmPath?: string;
+  /** Whether the loaded module is the relaxed-SIMD build. */
+  private relaxed = false;
   /** Main-thread exports. */
   x!: CpuExports;
   pool!: WorkerPool;
@@ -89,14 +140,27 @@ export class CpuBackend implements Backend {
 
   constructor(private options: CpuOptions = {}) {
     this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    const conv = options.conv ?? defaultConv();
+    if (!(CONV_CHOICES as readonly string[]).includes(conv)) throw new Error(`cpu: option conv must be one of ${CONV_CHOICES.join(', ')}, got '${conv}'`);
+    this.convAlgorithm = conv;
   }
 
   async init(): Promise<void> {
-    const path = wasmCandidates(this.options.wasmPath).find((p) => existsSync(p));
+    const simd = this.options.simd ?? defaultSimd();
+    choice('cpu: option simd', simd, SIMD_CHOICES);
+    if (simd === 'relaxed' && !relaxedSimdAvailable()) {
+      setFlagsFromString('--experimental-wasm-relaxed-simd');
+      if (!relaxedSimdAvailable()) throw new Error('cpu: simd relaxed was asked for, but this JavaScript engine cannot compile relaxed SIMD');
+    }
+    // With IBQ_CPU_WASM or an explicit path, that one file (whichever build it is).
+    const relaxed = !this.options.wasmPath && !process.env.IBQ_CPU_WASM && simd !== 'simd128' && relaxedSimdAvailable();
+    const file = relaxed ? WASM_RELAXED_FILE : WASM_FILE;
+    const path = wasmCandidates(this.options.wasmPath, file).find((p) => existsSync(p));
     if (!path) {
-      throw new Error(`the cpu kernels are not built (no ${WASM_FILE}): run npm run build`);
+      throw new Error(`the cpu kernels are not built (no ${file}): run npm run build`);
     }
     this.wasmPath = path;
+    this.relaxed = basename(path) === WASM_RELAXED_FILE;
     this.module = await Wasm.compile(readFileSync(path));
     this.memoryObj = new Wasm.Memory({ initial: INITIAL_PAGES, maximum: MAX_PAGES, shared: true });
     const instance = await Wasm.instantiate(this.module, { env: { memory: this.memoryObj } });
@@ -219,7 +283,8 @@ export class CpuBackend implements Backend {
   describe(): Record<string, unknown> {
     return {
       threads: this.threads,
-      simd: 'wasm simd128',
+      simd: this.relaxed ? 'wasm simd128 + relaxed simd' : 'wasm simd128',
+      conv: this.convAlgorithm,
       module: this.wasmPath,
       memoryBytes: this.end,
       memoryLimitBytes: MAX_PAGES * PAGE,

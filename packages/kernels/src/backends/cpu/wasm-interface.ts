@@ -37,6 +37,8 @@ export interface CpuExports {
   channelAffine(x: number, y: number, C: number, S: number, mean: number, scale: number, shift: number, r0: number, r1: number): void;
   /** assembly/norm.ts (usize, i32, i32, usize, i32, i32): void */
   chunkSums(part: number, chunks: number, D: number, out: number, j0: number, j1: number): void;
+  /** assembly/col2im.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize): void */
+  col2im(cols: number, dx: number, n0: number, n1: number, C: number, H: number, W: number, KH: number, KW: number, sh: number, sw: number, pt: number, pl: number, OH: number, OW: number, imgStride: number, counter: number): void;
   /** assembly/elementwise.ts (usize, usize, i32): void */
   copy32(x: number, y: number, n: number): void;
   /** assembly/layout.ts (usize, i32, i32, i32, i32, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32): void */
@@ -129,6 +131,16 @@ export interface CpuExports {
   upsample2xGrad(dy: number, dx: number, p0: number, p1: number, H: number, W: number): void;
   /** assembly/elementwise.ts (usize, i32, i32, i32, usize, i32, i32, i32, usize, i32, i32, i32, usize, i32, i32, i32): void */
   where(c: number, sc0: number, sc1: number, sc2: number, a: number, sa0: number, sa1: number, sa2: number, b: number, sb0: number, sb1: number, sb2: number, y: number, n0: number, n1: number, n2: number): void;
+  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
+  winoGradOut(dy: number, Z: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, zs: number, counter: number, scratch: number): void;
+  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
+  winoInput(x: number, V: number, m: number, C: number, H: number, W: number, pt: number, pl: number, TH: number, TW: number, R0: number, R1: number, xs: number, counter: number, scratch: number): void;
+  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, usize): void */
+  winoKernel(w: number, U: number, O: number, C: number, m: number, dgrad: number, o0: number, o1: number, tmp: number): void;
+  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, usize): void */
+  winoKernelGrad(dU: number, dw: number, O: number, C: number, m: number, o0: number, o1: number, tmp: number): void;
+  /** assembly/winograd.ts (usize, usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
+  winoOutput(M: number, y: number, bias: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, ms: number, counter: number, scratch: number): void;
 }
 
 /** An export's name. */
@@ -141,15 +153,16 @@ export type CpuArgs<K extends CpuExportName> = Parameters<CpuExports[K]>;
 export const CPU_EXPORT_NAMES: readonly CpuExportName[] = [
   'adamUpdate', 'addParts', 'argmax', 'attnBwdDkv', 'attnBwdDq', 'attnDkvScratch',
   'attnDqScratch', 'attnFwd', 'attnFwdScratch', 'batchNormTrain', 'batchNormTrainGrad', 'binary',
-  'castF32I32', 'castI32F32', 'channelAffine', 'chunkSums', 'copy32', 'copy4',
-  'crossEntropy', 'crossEntropyGrad', 'emaUpdate', 'erf64', 'expSumShifted', 'extremeRun',
-  'fill32', 'gatherRows', 'gemm', 'gemmTiles', 'groupNorm', 'groupNormGrad',
-  'groupNormGradChannels', 'heapBase', 'ibqFwdPass1', 'ibqFwdPass1State', 'ibqFwdPass1Units', 'ibqFwdPass2',
-  'ibqFwdPass2Units', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState', 'ibqGradPassAUnits', 'ibqGradPassB',
-  'ibqGradPassBUnits', 'ibqGradSetup', 'layerNorm', 'layerNormGrad', 'philoxFill', 'pool2d',
-  'reduce', 'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope', 'scatterAddRows',
-  'siluGrad', 'softmax', 'sqDiffSum', 'sumRun', 'unary', 'upsample2x',
-  'upsample2xGrad', 'where',
+  'castF32I32', 'castI32F32', 'channelAffine', 'chunkSums', 'col2im', 'copy32',
+  'copy4', 'crossEntropy', 'crossEntropyGrad', 'emaUpdate', 'erf64', 'expSumShifted',
+  'extremeRun', 'fill32', 'gatherRows', 'gemm', 'gemmTiles', 'groupNorm',
+  'groupNormGrad', 'groupNormGradChannels', 'heapBase', 'ibqFwdPass1', 'ibqFwdPass1State', 'ibqFwdPass1Units',
+  'ibqFwdPass2', 'ibqFwdPass2Units', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState', 'ibqGradPassAUnits',
+  'ibqGradPassB', 'ibqGradPassBUnits', 'ibqGradSetup', 'layerNorm', 'layerNormGrad', 'philoxFill',
+  'pool2d', 'reduce', 'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope',
+  'scatterAddRows', 'siluGrad', 'softmax', 'sqDiffSum', 'sumRun', 'unary',
+  'upsample2x', 'upsample2xGrad', 'where', 'winoGradOut', 'winoInput', 'winoKernel',
+  'winoKernelGrad', 'winoOutput',
 ];
 
 /** Integer constants of each assembly module (op codes, descriptor fields, sizes). */

@@ -8,7 +8,7 @@
 // Tiles are small GEMMs (tileGemm): a 2x16 register block of f32x4 accumulators, A read by
 // splat loads through (row, k) strides, B row-major with its width padded to a multiple of 16.
 
-import { expv, hmax, hsum, hsum64 } from './vmath';
+import { expv, hmax, hsum, hsum64, madd } from './vmath';
 
 export const BQ = 32;
 export const BK = 64;
@@ -34,11 +34,11 @@ function tileGemm(m: i32, n: i32, k: i32, a: usize, sam: i32, sak: i32, b: usize
       for (let p = 0; p < k; p++) {
         const b0 = v128.load(pb), b1 = v128.load(pb, 16), b2 = v128.load(pb, 32), b3 = v128.load(pb, 48);
         let av = v128.load32_splat(p0);
-        c00 = f32x4.add(c00, f32x4.mul(av, b0)); c01 = f32x4.add(c01, f32x4.mul(av, b1));
-        c02 = f32x4.add(c02, f32x4.mul(av, b2)); c03 = f32x4.add(c03, f32x4.mul(av, b3));
+        c00 = madd(av, b0, c00); c01 = madd(av, b1, c01);
+        c02 = madd(av, b2, c02); c03 = madd(av, b3, c03);
         av = v128.load32_splat(p1);
-        c10 = f32x4.add(c10, f32x4.mul(av, b0)); c11 = f32x4.add(c11, f32x4.mul(av, b1));
-        c12 = f32x4.add(c12, f32x4.mul(av, b2)); c13 = f32x4.add(c13, f32x4.mul(av, b3));
+        c10 = madd(av, b0, c10); c11 = madd(av, b1, c11);
+        c12 = madd(av, b2, c12); c13 = madd(av, b3, c13);
         p0 += sa; p1 += sa; pb += sb;
       }
       const pc = c + (<usize>(i * ldc + j) << 2);

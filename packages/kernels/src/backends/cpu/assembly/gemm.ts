@@ -10,6 +10,8 @@
 // range of batches over a rectangle [i0,i1) x [j0,j1) of C, and `gemmTiles` lets the threads
 // take such rectangles from a shared counter.
 
+import { madd } from './vmath';
+
 export const MR = 2;
 export const NR = 16;
 export const KC = 256;
@@ -90,10 +92,26 @@ function packB(desc: usize, b: usize, dst: usize, k0: i32, kc: i32, j0: i32, nc:
           src += step;
         }
       } else if (cols == NR && sk == 1) {
-        // Transposed B: each column is contiguous along k.
+        // Transposed B: each column is contiguous along k. 4 columns x 4 k at a time, transposed
+        // in registers (the Winograd weight gradient's V^T operand, matmuls with transB).
         const c0 = b + (<usize>((j0 + jp) * sn + k0) << 2);
         const s = <usize>sn << 2;
-        for (let k = 0; k < kc; k++) {
+        const k4 = kc & ~3;
+        for (let q = 0; q < NR; q += 4) {
+          const cq = c0 + <usize>q * s;
+          for (let k = 0; k < k4; k += 4) {
+            const src = cq + (<usize>k << 2);
+            const x0 = v128.load(src), x1 = v128.load(src + s), x2 = v128.load(src + 2 * s), x3 = v128.load(src + 3 * s);
+            const t0 = v128.shuffle<f32>(x0, x1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(x2, x3, 0, 4, 1, 5);
+            const t2 = v128.shuffle<f32>(x0, x1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(x2, x3, 2, 6, 3, 7);
+            const p = panel + (<usize>k << 6) + (<usize>q << 2);
+            v128.store(p, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+            v128.store(p + 64, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+            v128.store(p + 128, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+            v128.store(p + 192, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+          }
+        }
+        for (let k = k4; k < kc; k++) {
           const p = panel + (<usize>k << 6);
           let c = c0 + (<usize>k << 2);
           for (let q = 0; q < NR; q++) {
@@ -294,11 +312,11 @@ function packIm2colT(desc: usize, x: usize, dst: usize, k0: i32, kc: i32, j0: i3
   for (let k = 0; k < kc; k++) {
     const b0 = v128.load(pb), b1 = v128.load(pb, 16), b2 = v128.load(pb, 32), b3 = v128.load(pb, 48);
     let a = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(a, b0)); c01 = f32x4.add(c01, f32x4.mul(a, b1));
-    c02 = f32x4.add(c02, f32x4.mul(a, b2)); c03 = f32x4.add(c03, f32x4.mul(a, b3));
+    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
+    c02 = madd(a, b2, c02); c03 = madd(a, b3, c03);
     a = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(a, b0)); c11 = f32x4.add(c11, f32x4.mul(a, b1));
-    c12 = f32x4.add(c12, f32x4.mul(a, b2)); c13 = f32x4.add(c13, f32x4.mul(a, b3));
+    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
+    c12 = madd(a, b2, c12); c13 = madd(a, b3, c13);
     pa += 8; pb += 64;
   }
   const full = mr == MR && nr == NR;

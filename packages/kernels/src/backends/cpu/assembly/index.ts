@@ -17,3 +17,5 @@ export * from './misc';
 export * from './random';
 export * from './norm';
 export * from './attention';
+export * from './winograd';
+export * from './col2im';

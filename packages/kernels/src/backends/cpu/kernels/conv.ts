@@ -12,12 +12,42 @@ import type { TensorInfo } from '../../../types.js';
 import { sizeOf } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
 import { B_CONV_DY, B_IM2COL, B_IM2COL_T, B_MATRIX, type ConvGeometryDesc, runGemm } from './gemm.js';
+import { type ConvAlgorithm, winogradConv, winogradWeightGrad } from './winograd.js';
 
 const C_ = 'cpu';
+
+/** [top, bottom, left, right] padding. */
+function padsOf(attrs: Record<string, unknown>): number[] {
+  const g = conv2dGeometry('conv2d', attrs);
+  return [g.pt, g.pb, g.pl, g.pr];
+}
 
 function geometry(attrs: Record<string, unknown>, x: readonly number[], w: readonly number[], y: readonly number[]): ConvGeometryDesc {
   const g = conv2dGeometry('conv2d', attrs);
   return { C: x[1], H: x[2], W: x[3], KH: w[2], KW: w[3], sh: g.sh, sw: g.sw, pt: g.pt, pl: g.pl, OH: y[2], OW: y[3], O: w[0] };
+}
+
+/**
+ * The algorithm for one convolution: Winograd for stride-1 3x3 kernels (the data gradient
+ * also needs padding <= 2 on every side, so that it is a plain convolution of dy), chosen by
+ * the backend's `conv` option or, under 'auto', by the rule measured in the kernels README.
+ */
+export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly number[], kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
+  if (cv.KH !== 3 || cv.KW !== 3 || cv.sh !== 1 || cv.sw !== 1) return 'direct';
+  if (kind === 'input' && pads.some((p) => p > 2)) return 'direct';
+  const forced = b.convAlgorithm;
+  if (forced !== 'auto') return forced;
+  return autoConv(cv, kind);
+}
+
+/**
+ * Winograd pays once the channel sums are long enough to amortise the transforms: F(4x4,3x3)
+ * beat F(2x2,3x3) and the direct path on every layer of config S and of the official model
+ * from 8 x 8 pixels up (kernels README); smaller images stay direct (unmeasured).
+ */
+function autoConv(cv: ConvGeometryDesc, _kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
+  const side = Math.min(cv.OH, cv.OW, cv.H, cv.W);
+  return Math.min(cv.C, cv.O) >= 16 && side >= 8 ? 'winograd4' : 'direct';
 }
 
 function perImage(n: number, aStep: number, bStep: number, cStep: number): [number, number, number][] {
@@ -27,6 +57,14 @@ function perImage(n: number, aStep: number, bStep: number, cStep: number): [numb
 registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
   const cv = geometry(attrs, x.shape, w.shape, y.shape);
   const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
+  const algo = chooseConv(b, cv, padsOf(attrs), 'forward');
+  if (algo !== 'direct') {
+    winogradConv(b, algo, {
+      x: b.addr(x), w: b.addr(w), bias: bias ? b.addr(bias) : 0, y: b.addr(y),
+      N, Cin: cv.C, H: cv.H, W: cv.W, Cout: cv.O, OH: cv.OH, OW: cv.OW, pt: cv.pt, pl: cv.pl, dgrad: false,
+    });
+    return;
+  }
   const pointwise = cv.KH === 1 && cv.KW === 1 && cv.sh === 1 && cv.sw === 1 && cv.pt === 0 && cv.pl === 0;
   runGemm(b, {
     M: cv.O, N: P, K: CKK,
@@ -43,6 +81,21 @@ registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
 registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) => {
   const cv = geometry(attrs, dx.shape, w.shape, dy.shape);
   const N = dx.shape[0], HW = cv.H * cv.W, K = cv.O * cv.KH * cv.KW;
+  const pads = padsOf(attrs);
+  const algo = chooseConv(b, cv, pads, 'input');
+  if (algo !== 'direct') {
+    // dx = the full correlation of dy with the flipped kernel: a stride-1 convolution of dy
+    // padded by 2 - p on each side, whose output is exactly H x W.
+    winogradConv(b, algo, {
+      x: b.addr(dy), w: b.addr(w), bias: 0, y: b.addr(dx),
+      N, Cin: cv.O, H: cv.OH, W: cv.OW, Cout: cv.C, OH: cv.H, OW: cv.W, pt: 2 - pads[0], pl: 2 - pads[2], dgrad: true,
+    });
+    return;
+  }
+  if (cv.sh > 1 || cv.sw > 1) {
+    stridedDataGrad(b, cv, N, b.addr(dy), b.addr(w), b.addr(dx));
+    return;
+  }
   // w read as [C, O*KH*KW], transposed once here: the GEMM then packs a plain matrix with
   // vector shuffles instead of gathering w element by element again for every image.
   const [wt] = runOp(b, 'permute', [reshapeInfo(w, [cv.O, cv.C, cv.KH * cv.KW])], { perm: [1, 0, 2] });
@@ -60,11 +113,56 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
   }
 });
 
+/** Bytes of the column matrices of one chunk of images in stridedDataGrad. */
+const COLS_BYTES = 16 << 20;
+
+/**
+ * The data gradient of a strided convolution: cols[n] [C*KH*KW, OH*OW] = w^T . dy[n] (a GEMM
+ * with no zero products), then col2im adds each column into dx (assembly/col2im.ts). Images
+ * go in chunks whose columns fit COLS_BYTES.
+ */
+function stridedDataGrad(b: CpuBackend, cv: ConvGeometryDesc, N: number, dy: number, w: number, dx: number): void {
+  const CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
+  const perImageFloats = CKK * P;
+  const chunk = Math.max(1, Math.min(N, Math.floor(COLS_BYTES / 4 / Math.max(1, perImageFloats))));
+  const cols = b.allocBytes(chunk * perImageFloats * 4);
+  const counter = b.allocBytes(64);
+  try {
+    for (let n0 = 0; n0 < N; n0 += chunk) {
+      const n1 = Math.min(N, n0 + chunk);
+      runGemm(b, {
+        M: CKK, N: P, K: cv.O,
+        // w [O, C*KH*KW] read transposed.
+        a: w, sAm: 1, sAk: CKK,
+        bKind: B_MATRIX, b: dy + n0 * cv.O * P * 4, sBk: P, sBn: 1,
+        c: cols, ldc: P,
+        batches: perImage(n1 - n0, 0, cv.O * P, perImageFloats),
+      });
+      b.mem().i32[counter / 4] = 0;
+      const jobs = (n1 - n0) * cv.C;
+      const parts = Math.max(1, Math.min(b.threads, Math.floor(jobs / 4)));
+      b.pool.run('col2im', Array.from({ length: parts }, () =>
+        [cols, dx, n0, n1, cv.C, cv.H, cv.W, cv.KH, cv.KW, cv.sh, cv.sw, cv.pt, cv.pl, cv.OH, cv.OW, perImageFloats, counter]));
+    }
+  } finally {
+    b.freeBytes(cols);
+    b.freeBytes(counter);
+  }
+}
+
 registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) => {
   const cv = geometry(attrs, x.shape, dw.shape, dy.shape);
   const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
   if (N === 0) {
     b.x.fill32(b.addr(dw), sizeOf(dw.shape), 0);
+    return;
+  }
+  const algo = chooseConv(b, cv, padsOf(attrs), 'weight');
+  if (algo !== 'direct') {
+    winogradWeightGrad(b, algo, {
+      x: b.addr(x), dy: b.addr(dy), dw: b.addr(dw),
+      N, C: cv.C, H: cv.H, W: cv.W, O: cv.O, OH: cv.OH, OW: cv.OW, pt: cv.pt, pl: cv.pl,
+    });
     return;
   }
   runGemm(b, {

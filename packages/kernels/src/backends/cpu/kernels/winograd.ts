@@ -1,0 +1,148 @@
+// Host side of the Winograd convolutions (assembly/winograd.ts): F(2x2,3x3) and F(4x4,3x3)
+// for stride-1 3x3 convolutions, the forward, the data gradient and the weight gradient.
+// Each call: the kernel transform (or, for the weight gradient, the inverse transform at the
+// end), then per chunk of tile rows the data transform, one batched GEMM over the a*a
+// transform positions (kernels/gemm.ts), and the output transform. Chunks bound the
+// transformed tensors (the backend's winogradChunkBytes); they depend on the shape only, so results do not
+// depend on the thread count. Which convolutions take this path: chooseConv in conv.ts.
+
+import type { CpuBackend } from '../backend.js';
+import type { CpuArgs, CpuExportName } from '../wasm-interface.js';
+import { B_MATRIX, runGemm } from './gemm.js';
+
+/** 'winograd2': F(2x2,3x3); 'winograd4': F(4x4,3x3); 'direct': the implicit GEMM. */
+export type ConvAlgorithm = 'direct' | 'winograd2' | 'winograd4';
+
+/** Per-thread scratch of the kernel transforms (assembly/winograd.ts winoKernel: 3a + 9 + a*a vectors). */
+const TMP_BYTES = 1024;
+/** Jobs (channel x tile row) per thread below which a transform runs on the calling thread. */
+const MIN_JOBS = 8;
+
+export function tileOf(algo: ConvAlgorithm): number {
+  return algo === 'winograd4' ? 4 : 2;
+}
+
+interface Plan {
+  m: number; a: number; TH: number; TW: number; rows: number; chunkRows: number;
+}
+
+/** Tile rows per chunk: the transformed data of a chunk (input and output side) stays within `budget` bytes. */
+function plan(m: number, N: number, OH: number, OW: number, channels: number, budget: number): Plan {
+  const a = m + 2, TH = Math.ceil(OH / m), TW = Math.ceil(OW / m);
+  const rows = N * TH;
+  const perRow = a * a * channels * TW * 4;
+  return { m, a, TH, TW, rows, chunkRows: Math.max(1, Math.min(rows, Math.floor(budget / perRow))) };
+}
+
+/** Per-thread scratch for the image transforms: a strip of a rows and a*a vectors, or m output rows. */
+function scratchFloats(p: Plan): number {
+  const TW4 = Math.ceil(p.TW / 4) * 4;
+  const Wp = TW4 * p.m + 8;
+  return p.a * Wp + p.a * p.a * 4 + p.m * TW4 * p.m;
+}
+
+/** Scratch regions for fn's duration, all freed after. */
+function withBytes<T>(b: CpuBackend, sizes: number[], fn: (ptrs: number[]) => T): T {
+  const ptrs: number[] = [];
+  try {
+    for (const s of sizes) ptrs.push(b.allocBytes(Math.max(64, s)));
+    return fn(ptrs);
+  } finally {
+    for (const p of ptrs) b.freeBytes(p);
+  }
+}
+
+/** Runs a counter-scheduled transform over `jobs` jobs: the counter is reset, then `parts` threads take jobs. */
+function runJobs<K extends CpuExportName>(b: CpuBackend, fn: K, jobs: number, counter: number, scratch: number[], args: (scratch: number) => CpuArgs<K>): void {
+  b.mem().i32[counter / 4] = 0;
+  const parts = Math.max(1, Math.min(b.threads, Math.floor(jobs / MIN_JOBS)));
+  b.pool.run(fn, Array.from({ length: parts }, (_, t) => args(scratch[t])));
+}
+
+/** The kernel transform over w's output channels, split across threads (small work). */
+function kernelTransform(b: CpuBackend, w: number, U: number, O: number, C: number, m: number, dgrad: boolean, tmp: number): void {
+  const parts = b.split(O, Math.max(1, Math.ceil(4096 / Math.max(1, C))));
+  b.pool.run('winoKernel', parts.map(([o0, o1], t) => [w, U, O, C, m, dgrad ? 1 : 0, o0, o1, tmp + t * TMP_BYTES]));
+}
+
+export interface WinogradConv {
+  /** Byte addresses. */
+  x: number; w: number; bias: number; y: number;
+  N: number; Cin: number; H: number; W: number; Cout: number; OH: number; OW: number;
+  /** Top and left padding of x. */
+  pt: number; pl: number;
+  /** w is [Cin, Cout, 3, 3] read flipped (the data gradient), else [Cout, Cin, 3, 3]. */
+  dgrad: boolean;
+}
+
+/** y [N, Cout, OH, OW] = the stride-1 3x3 convolution of x [N, Cin, H, W] (+ bias). */
+export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv): void {
+  const m = tileOf(algo);
+  const p = plan(m, c.N, c.OH, c.OW, c.Cin + c.Cout, b.winogradChunkBytes);
+  const { a, TH, TW } = p;
+  const xi = a * a;
+  const maxT = p.chunkRows * TW;
+  const T = b.threads;
+  const sf = scratchFloats(p) * 4;
+  withBytes(b, [xi * c.Cout * c.Cin * 4, xi * c.Cin * maxT * 4, xi * c.Cout * maxT * 4 + 64, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
+    ([U, V, M, counter, tmp, ...scratch]) => {
+      // w's own dims: [O, C] for the forward, [Cin, Cout] read flipped for the data gradient.
+      if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
+      else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
+      for (let R0 = 0; R0 < p.rows; R0 += p.chunkRows) {
+        const R1 = Math.min(p.rows, R0 + p.chunkRows);
+        const Tc = (R1 - R0) * TW;
+        runJobs(b, 'winoInput', c.Cin * (R1 - R0), counter, scratch,
+          (s) => [c.x, V, m, c.Cin, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, c.Cin * Tc, counter, s]);
+        runGemm(b, {
+          M: c.Cout, N: Tc, K: c.Cin,
+          a: U, sAm: c.Cin, sAk: 1,
+          bKind: B_MATRIX, b: V, sBk: Tc, sBn: 1,
+          c: M, ldc: Tc,
+          batches: Array.from({ length: xi }, (_, k) => [k * c.Cout * c.Cin * 4, k * c.Cin * Tc * 4, k * c.Cout * Tc * 4] as const),
+        });
+        runJobs(b, 'winoOutput', c.Cout * (R1 - R0), counter, scratch,
+          (s) => [M, c.y, c.bias, m, c.Cout, c.OH, c.OW, TH, TW, R0, R1, c.Cout * Tc, counter, s]);
+      }
+    });
+}
+
+export interface WinogradWeightGrad {
+  /** Byte addresses: x [N, C, H, W], dy [N, O, OH, OW], dw [O, C, 3, 3]. */
+  x: number; dy: number; dw: number;
+  N: number; C: number; H: number; W: number; O: number; OH: number; OW: number;
+  pt: number; pl: number;
+}
+
+/** dw = the weight gradient of a stride-1 3x3 convolution: one GEMM per position, summed over every tile. */
+export function winogradWeightGrad(b: CpuBackend, algo: ConvAlgorithm, c: WinogradWeightGrad): void {
+  const m = tileOf(algo);
+  const p = plan(m, c.N, c.OH, c.OW, c.C + c.O, b.winogradChunkBytes);
+  const { a, TH, TW } = p;
+  const xi = a * a;
+  const maxT = p.chunkRows * TW;
+  const T = b.threads;
+  const sf = scratchFloats(p) * 4;
+  withBytes(b, [xi * c.O * c.C * 4 + 64, xi * c.C * maxT * 4, xi * c.O * maxT * 4, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
+    ([dU, V, Z, counter, tmp, ...scratch]) => {
+      for (let R0 = 0; R0 < p.rows; R0 += p.chunkRows) {
+        const R1 = Math.min(p.rows, R0 + p.chunkRows);
+        const Tc = (R1 - R0) * TW;
+        runJobs(b, 'winoInput', c.C * (R1 - R0), counter, scratch,
+          (s) => [c.x, V, m, c.C, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, c.C * Tc, counter, s]);
+        runJobs(b, 'winoGradOut', c.O * (R1 - R0), counter, scratch,
+          (s) => [c.dy, Z, m, c.O, c.OH, c.OW, TH, TW, R0, R1, c.O * Tc, counter, s]);
+        // dU[xi] [O, C] (+)= Z[xi] [O, Tc] . V[xi]^T [Tc, C]
+        runGemm(b, {
+          M: c.O, N: c.C, K: Tc,
+          a: Z, sAm: Tc, sAk: 1,
+          bKind: B_MATRIX, b: V, sBk: 1, sBn: Tc,
+          c: dU, ldc: c.C,
+          accumulate: R0 > 0,
+          batches: Array.from({ length: xi }, (_, k) => [k * c.O * Tc * 4, k * c.C * Tc * 4, k * c.O * c.C * 4] as const),
+        });
+      }
+      const parts = b.split(c.O, Math.max(1, Math.ceil(4096 / Math.max(1, c.C))));
+      b.pool.run('winoKernelGrad', parts.map(([o0, o1], t) => [dU, c.dw, c.O, c.C, m, o0, o1, tmp + t * TMP_BYTES]));
+    });
+}

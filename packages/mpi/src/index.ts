@@ -1,0 +1,3 @@
+// @ibq/mpi: MPI (the system's, through a native addon) and data-parallel training on it.
+export { Communicator, INSTALL_MPI, type MpiLaunch, MpiUnavailableError, type ReduceDType, type ReduceOp, addonPath, detectMpiLaunch, initMpi, mpiAvailable } from './comm.js';
+export { DataParallel, type DataParallelOptions } from './data-parallel.js';
