@@ -6,15 +6,21 @@
 //   threads, and the ratio (ours tokens/s / PyTorch tokens/s: above 1 means we are faster);
 // - latency: preset B (random weights) at batch 1 and 8 with CFG (2 and 16 rows): ms per token
 //   (one decode step of the whole batch) and tokens/s over --steps steps after the prefill, with
-//   the backend's resident bytes.
+//   the backend's resident bytes;
+// - stream_chunk (--only stream_chunk): one XXL feed-forward matrix (w1, [5120, 1920]) applied to
+//   2 rows with its weight streamed from host memory in chunks of 1..64 MiB, beside the same
+//   matrix resident (the ratio is streamed / resident time); picks DEFAULT_CHUNK_BYTES;
+// - big_token (--only big_token [--preset XL,XXL] [--weights auto|resident|streamed,...] [--steps N]):
+//   a random-weight preset with the placement checkFits picks (or the ones given) at batch 1 with CFG (2 rows): seconds per token over N decode steps, the
+//   wasm memory (grown size and live bytes) and the host bytes (weights, process RSS).
 
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { type Backend, type BackendName, createBackend } from '@ibq/kernels';
-import { Generator, dispose, setBackend, tensor } from '@ibq/tensor';
-import { GPT, parameterCount, presets, sampleTokens } from '../src/index.js';
+import { Generator, dispose, matmul, setBackend, tensor } from '@ibq/tensor';
+import { GPT, HostMatrix, type WeightPlacement, fillNormal, parameterCount, presets, sampleTokens, streamedMatmulT } from '../src/index.js';
 
 const args = process.argv.slice(2);
 const get = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
@@ -116,6 +122,71 @@ async function oneToken(be: Backend): Promise<void> {
   m.dispose();
 }
 
+/** Seconds per call of fn (after one warm-up), over at least `reps` calls. */
+async function timeIt(fn: () => Promise<void>, reps: number): Promise<number> {
+  await fn();
+  const t = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  return (performance.now() - t) / 1000 / reps;
+}
+
+async function streamChunk(be: Backend): Promise<void> {
+  const rows = 5120, cols = 1920, M = 2, reps = Math.max(steps, 4);
+  const w = new HostMatrix(rows, cols);
+  fillNormal(w.host, 1, 0.02);
+  const x = tensor(Float32Array.from({ length: M * cols }, (_, i) => Math.sin(i)), [M, cols]);
+  const resident = w.upload(0, rows);
+  const base = await timeIt(async () => {
+    const y = matmul(x, resident, false, true);
+    await y.data();
+    y.dispose();
+  }, reps);
+  emit({ figure: 'stream_chunk', backend: be.name, matrix: [rows, cols], rows: M, weights: 'resident', ms: +(base * 1000).toFixed(2), load: load() });
+  resident.dispose();
+  for (const mib of [1, 4, 16, 64]) {
+    const s = await timeIt(async () => {
+      const y = streamedMatmulT(x, w, mib * 2 ** 20);
+      await y.data();
+      y.dispose();
+    }, reps);
+    emit({ figure: 'stream_chunk', backend: be.name, matrix: [rows, cols], rows: M, chunk_mib: mib, ms: +(s * 1000).toFixed(2), ratio_to_resident: +(s / base).toFixed(2), load: load() });
+  }
+  x.dispose();
+}
+
+async function bigToken(be: Backend): Promise<void> {
+  const placements = (get('weights') ?? 'auto').split(',') as ('auto' | WeightPlacement)[];
+  for (const name of (get('preset') ?? 'XL,XXL').split(',')) for (const placement of placements) {
+    const c = presets[name].config;
+    const t0 = performance.now();
+    const m = new GPT(c, { generator: new Generator(3), weights: placement === 'auto' ? undefined : placement }).eval();
+    const built = performance.now();
+    const rows = 2;
+    const labels = tensor(Int32Array.from([207 % c.class_num, c.class_num]), [rows], { dtype: 'i32' });
+    const { state, logits } = m.prefill(labels);
+    await logits.data();
+    logits.dispose();
+    const n = Math.max(1, Math.min(steps, 4));
+    const t = performance.now();
+    for (let s = 0; s < n; s++) {
+      const toks = tensor(new Int32Array(rows).fill((s * 31) % c.vocab_size), [rows], { dtype: 'i32' });
+      const l = m.decodeStep(state, toks);
+      await l.data();
+      dispose([l, toks]);
+    }
+    const sec = (performance.now() - t) / 1000 / n;
+    const info = (be.describe?.() ?? {}) as { memoryBytes?: number };
+    emit({
+      figure: 'big_token', backend: be.name, preset: name, parameters: parameterCount(c), weights: m.weights, chunk_mib: m.chunkBytes / 2 ** 20, batch: 1, rows, steps: n,
+      s_per_token: +sec.toFixed(2), build_s: +((built - t0) / 1000).toFixed(1), wasm_memory_bytes: info.memoryBytes ?? null, wasm_live_bytes: be.memory().bytes,
+      host_weight_bytes: [...m.hostWeights.values()].reduce((a, w) => a + w.rows * w.cols * 4, 0), rss_bytes: process.memoryUsage().rss, load: load(),
+    });
+    GPT.release(state);
+    labels.dispose();
+    m.dispose();
+  }
+}
+
 const ours = new Map<string, number>();
 for (const name of backends) {
   const be = await open(name);
@@ -124,6 +195,8 @@ for (const name of backends) {
     if (wanted('throughput')) ours.set(be.name, await throughput(be));
     if (wanted('latency')) await latency(be);
     if (only?.includes('one_token')) await oneToken(be);
+    if (only?.includes('stream_chunk')) await streamChunk(be);
+    if (only?.includes('big_token')) await bigToken(be);
   } finally {
     be.destroy();
   }

@@ -115,6 +115,12 @@ export function parameterCount(c: GPTConfig): number {
   return c.vocab_size * C + (c.class_num + 1) * C + c.n_layer * block + C + 2 * C * C + 2 * C + c.vocab_size * C;
 }
 
+/** Parameters in the large matrices a streamed GPT keeps on the host: tok_emb, head, and every wqkv, wo, w1, w2, w3 and ada_lin weight. */
+export function streamedParameterCount(c: GPTConfig): number {
+  const C = c.n_embd, H = ffnHidden(c);
+  return 2 * c.vocab_size * C + c.n_layer * (3 * C * C + C * C + 3 * C * H + 6 * C * C) + 2 * C * C;
+}
+
 /** Throws unless the config describes a model this package builds exactly as the reference does. */
 export function validateConfig(c: GPTConfig, file = '<config>'): GPTConfig {
   const err = (m: string) => new ArConfigError(file, m);

@@ -3,4 +3,5 @@
 export * from './config.js';
 export * from './model.js';
 export * from './sampler.js';
+export * from './streamed.js';
 export * from './trainer.js';

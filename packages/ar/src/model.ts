@@ -5,12 +5,13 @@
 // decoding with a KV cache for the sampler.
 
 import {
-  Generator, type HostTensor, getBackend, type Tensor, add, apply, assign, concat, keep, mean, mul, nn, noGrad, permute, scale, silu, slice, tensor, tidy, zeros,
+  Generator, type HostTensor, getBackend, toFloat32, type Tensor, add, apply, assign, concat, keep, mean, mul, nn, noGrad, permute, scale, silu, slice, tensor, tidy, zeros,
 } from '@ibq/tensor';
 import type { Backend } from '@ibq/kernels';
-import { GiB, type GPTConfig, ffnHidden, gridSide, headDim, parameterCount, residentBytes, validateConfig } from './config.js';
+import { GiB, type GPTConfig, ffnHidden, gridSide, headDim, parameterCount, residentBytes, streamedParameterCount, validateConfig } from './config.js';
+import { DEFAULT_CHUNK_BYTES, type HostMatrix, type WeightLayers, fillNormal, hostMatrices, residentLayers, streamedLayers } from './streamed.js';
 
-const { Module, Linear, Embedding, RMSNorm, ModuleList, SiLU } = nn;
+const { Module, RMSNorm, ModuleList, SiLU, StateDictError } = nn;
 
 /** Applies dropout when training and p > 0. */
 function dropout(x: Tensor, p: number, train: boolean, gen: Generator): Tensor {
@@ -19,10 +20,10 @@ function dropout(x: Tensor, p: number, train: boolean, gen: Generator): Tensor {
 
 /** `nn.Sequential(nn.SiLU(), nn.Linear(...))`: its Linear is child `1`. */
 class AdaLin extends ModuleList {
-  readonly lin: InstanceType<typeof Linear>;
-  constructor(inF: number, outF: number) {
+  readonly lin;
+  constructor(inF: number, outF: number, layers: WeightLayers) {
     super([new SiLU()]);
-    this.lin = new Linear(inF, outF, true);
+    this.lin = layers.linear(inF, outF, true);
     this.push(this.lin);
   }
   /** Linear of an already SiLU-ed condition (SiLU(cond) is shared by every block and the head). */
@@ -36,7 +37,7 @@ export class LabelEmbedder extends Module {
   constructor(readonly numClasses: number, dim: number) {
     super();
     // num_classes + 1 rows: the last is the "null" class of classifier-free guidance.
-    this.embedding_table = this.module('embedding_table', new Embedding(numClasses + 1, dim));
+    this.embedding_table = this.module('embedding_table', residentLayers.embedding(numClasses + 1, dim));
   }
   /** labels i32 [B] (already label-dropped by the caller) -> [B, 1, C]. */
   forward(labels: Tensor): Tensor {
@@ -48,10 +49,10 @@ export class LabelEmbedder extends Module {
 export class Attention extends Module {
   readonly wqkv;
   readonly wo;
-  constructor(readonly c: GPTConfig) {
+  constructor(readonly c: GPTConfig, layers: WeightLayers = residentLayers) {
     super();
-    this.wqkv = this.module('wqkv', new Linear(c.n_embd, 3 * c.n_embd, false));
-    this.wo = this.module('wo', new Linear(c.n_embd, c.n_embd, false));
+    this.wqkv = this.module('wqkv', layers.linear(c.n_embd, 3 * c.n_embd, false));
+    this.wo = this.module('wo', layers.linear(c.n_embd, c.n_embd, false));
   }
 
   /**
@@ -78,12 +79,12 @@ export class FeedForward extends Module {
   readonly w1;
   readonly w3;
   readonly w2;
-  constructor(c: GPTConfig) {
+  constructor(c: GPTConfig, layers: WeightLayers = residentLayers) {
     super();
     const h = ffnHidden(c);
-    this.w1 = this.module('w1', new Linear(c.n_embd, h, false));
-    this.w3 = this.module('w3', new Linear(c.n_embd, h, false));
-    this.w2 = this.module('w2', new Linear(h, c.n_embd, false));
+    this.w1 = this.module('w1', layers.linear(c.n_embd, h, false));
+    this.w3 = this.module('w3', layers.linear(c.n_embd, h, false));
+    this.w2 = this.module('w2', layers.linear(h, c.n_embd, false));
   }
   forward(x: Tensor): Tensor {
     return this.w2.forward(mul(silu(this.w1.forward(x)), this.w3.forward(x)));
@@ -111,13 +112,13 @@ export class Block extends Module {
   readonly attention_norm;
   readonly ffn_norm;
   readonly ada_lin;
-  constructor(readonly c: GPTConfig) {
+  constructor(readonly c: GPTConfig, layers: WeightLayers = residentLayers) {
     super();
-    this.attention = this.module('attention', new Attention(c));
-    this.feed_forward = this.module('feed_forward', new FeedForward(c));
+    this.attention = this.module('attention', new Attention(c, layers));
+    this.feed_forward = this.module('feed_forward', new FeedForward(c, layers));
     this.attention_norm = this.module('attention_norm', new RMSNorm(c.n_embd, c.norm_eps));
     this.ffn_norm = this.module('ffn_norm', new RMSNorm(c.n_embd, c.norm_eps));
-    this.ada_lin = this.module('ada_lin', new AdaLin(c.n_embd, 6 * c.n_embd));
+    this.ada_lin = this.module('ada_lin', new AdaLin(c.n_embd, 6 * c.n_embd, layers));
   }
 
   /** ada_lin(cond) viewed [B, 1, 6, C]: gamma1, gamma2, scale1, scale2, shift1, shift2. */
@@ -140,11 +141,11 @@ export class Block extends Module {
 export class AdaLNBeforeHead extends Module {
   readonly rmsnorm;
   readonly ada_lin;
-  constructor(readonly C: number) {
+  constructor(readonly C: number, layers: WeightLayers = residentLayers) {
     super();
     // RMSNorm(C) with its default eps 1e-5, whatever the config's norm_eps (as the reference).
     this.rmsnorm = this.module('rmsnorm', new RMSNorm(C, 1e-5));
-    this.ada_lin = this.module('ada_lin', new AdaLin(C, 2 * C));
+    this.ada_lin = this.module('ada_lin', new AdaLin(C, 2 * C, layers));
   }
   forward(x: Tensor, condSilu: Tensor): Tensor {
     const m = this.ada_lin.ofSilu(condSilu);
@@ -161,6 +162,10 @@ export interface GPTOptions {
   init?: 'reference' | 'none';
   /** The generator of the initial weights (default: seed 0). */
   generator?: Generator;
+  /** Overrides checkFits' choice of weight placement (default: by the backend's memory). */
+  weights?: WeightPlacement;
+  /** Bytes per streamed chunk (default DEFAULT_CHUNK_BYTES). */
+  chunkBytes?: number;
 }
 
 export interface ForwardOptions {
@@ -190,22 +195,48 @@ export class ArMemoryError extends Error {
 
 const gib = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
 
+/** Where the large weight matrices live: in the backend's memory, or on the host, streamed per chunk (streamed.ts). */
+export type WeightPlacement = 'resident' | 'streamed';
+
+/** The cpu backend keeps float32 weights resident when they take at most this share of its memory (the rest: caches, activations). */
+export const RESIDENT_WEIGHTS_SHARE = 0.7;
+
+/** How a GPT uses memory on a backend, decided once per model by checkFits. */
+export interface MemoryPlan {
+  weights: WeightPlacement;
+  /** Bytes in the backend's memory: resident weights (all, or the small ones plus one streamed chunk) and the KV caches. */
+  backendBytes: number;
+  /** Bytes of weights held in host memory (0 when resident). */
+  hostBytes: number;
+}
+
 /**
- * Refuses, before allocating, what cannot fit: float32 weights (plus the KV caches of `rows`
- * sampling rows) beyond the cpu backend's wasm32 memory (4 GiB), or one layer's cache beyond a
- * webgpu device's storage-binding limit.
+ * The memory plan of a GPT on a backend, refusing before anything is allocated what cannot fit.
+ * Policy: the cpu backend (one wasm32 memory, at most 4 GiB) keeps the float32 weights resident
+ * when they take at most RESIDENT_WEIGHTS_SHARE of it (B, L) and streams the large matrices from
+ * host memory otherwise (XL, XXL); other backends keep them resident. `force` overrides the
+ * choice (tests, benchmarks). With `rows` sampling rows, their KV caches must fit too; on webgpu
+ * one layer's cache must fit a storage binding.
  */
-export function checkFits(c: GPTConfig, backend: Backend, rows = 0): void {
+export function checkFits(c: GPTConfig, backend: Backend, rows = 0, force?: WeightPlacement, chunkBytes = DEFAULT_CHUNK_BYTES): MemoryPlan {
   const info = (backend.describe?.() ?? {}) as { memoryLimitBytes?: number; limits?: { maxStorageBufferBindingSize?: number } };
   const r = residentBytes(c, rows);
   const what = `${parameterCount(c).toLocaleString('en-US')} parameters`;
-  if (backend.name === 'cpu' && info.memoryLimitBytes !== undefined) {
-    const need = r.weights + r.kvCache;
-    if (r.weights > info.memoryLimitBytes * 0.95) {
-      throw new ArMemoryError(`this GPT's float32 weights (${what}, ${gib(r.weights)}) do not fit the cpu backend's wasm memory, which wasm32 limits to ${gib(info.memoryLimitBytes)}; run it on --device webgpu (weights in device buffers), or use a smaller model`);
+  const limit = backend.name === 'cpu' ? info.memoryLimitBytes : undefined;
+  const weights = force ?? (limit !== undefined && r.weights > limit * RESIDENT_WEIGHTS_SHARE ? 'streamed' : 'resident');
+  const hostBytes = weights === 'streamed' ? streamedParameterCount(c) * 4 : 0;
+  // Streamed: the small weights, one chunk and its product in the backend.
+  const weightBytes = weights === 'streamed' ? r.weights - hostBytes + 2 * chunkBytes : r.weights;
+  const plan: MemoryPlan = { weights, backendBytes: weightBytes + r.kvCache, hostBytes };
+  if (limit !== undefined) {
+    if (weightBytes > limit * 0.95) {
+      throw new ArMemoryError(`this GPT's float32 weights (${what}, ${gib(r.weights)}) do not fit the cpu backend's wasm memory, which wasm32 limits to ${gib(limit)}; let the model stream its weights from host memory (the default above ${gib(limit * RESIDENT_WEIGHTS_SHARE)}), or run it on --device webgpu`);
     }
-    if (need > info.memoryLimitBytes * 0.95) {
-      throw new ArMemoryError(`weights (${gib(r.weights)}) and the KV caches of ${rows} rows (${gib(r.kvCache)}) do not fit the cpu backend's ${gib(info.memoryLimitBytes)} wasm memory; use a smaller batch (CFG doubles the rows)`);
+    if (plan.backendBytes > limit * 0.95) {
+      const held = weights === 'streamed' ? `the resident part of the streamed weights (${gib(weightBytes)})` : `weights (${gib(weightBytes)})`;
+      const per = r.kvCache / Math.max(rows, 1);
+      const most = Math.max(0, Math.floor((limit * 0.95 - weightBytes) / per));
+      throw new ArMemoryError(`${held} and the KV caches of ${rows} rows (${gib(r.kvCache)}) do not fit the cpu backend's ${gib(limit)} wasm memory; use at most ${most} rows (batch ${Math.floor(most / 2)} with CFG)`);
     }
   }
   const bind = info.limits?.maxStorageBufferBindingSize;
@@ -213,6 +244,7 @@ export function checkFits(c: GPTConfig, backend: Backend, rows = 0): void {
     const most = Math.floor(bind / (r.kvTensor / Math.max(rows, 1)));
     throw new ArMemoryError(`one layer's KV cache for ${rows} rows (${gib(r.kvTensor)}) exceeds this device's storage-binding limit (maxStorageBufferBindingSize ${gib(bind)}); use at most ${most} rows (batch ${Math.floor(most / 2)} with CFG)`);
   }
+  return plan;
 }
 
 export class GPT extends Module {
@@ -222,6 +254,12 @@ export class GPT extends Module {
   readonly head_nm;
   readonly head;
   readonly config: GPTConfig;
+  /** Where the large matrices live (checkFits' plan for this model). */
+  readonly weights: WeightPlacement;
+  /** The large matrices held on the host when streamed, by state-dict name (empty when resident). */
+  readonly hostWeights: Map<string, HostMatrix>;
+  /** Bytes of weights per streamed chunk. */
+  readonly chunkBytes: number;
   /** 2-D RoPE tables [1 + block_size, D/2]: row 0 (class token) all zeros. */
   readonly ropeCos: Tensor;
   readonly ropeSin: Tensor;
@@ -231,23 +269,26 @@ export class GPT extends Module {
     super();
     this.config = validateConfig({ ...config });
     const c = this.config;
-    checkFits(c, getBackend());
+    this.chunkBytes = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.weights = checkFits(c, getBackend(), 0, o.weights, this.chunkBytes).weights;
+    const layers = this.weights === 'streamed' ? streamedLayers(this.chunkBytes) : residentLayers;
     const build = () => {
-      this.module('tok_emb', new Embedding(c.vocab_size, c.n_embd));
+      this.module('tok_emb', layers.embedding(c.vocab_size, c.n_embd));
       this.module('class_emb', new LabelEmbedder(c.class_num, c.n_embd));
       const blocks = new ModuleList<Block>();
-      for (let i = 0; i < c.n_layer; i++) blocks.push(new Block(c));
+      for (let i = 0; i < c.n_layer; i++) blocks.push(new Block(c, layers));
       this.module('blocks', blocks);
-      this.module('head_nm', new AdaLNBeforeHead(c.n_embd));
-      this.module('head', new Linear(c.n_embd, c.vocab_size, false));
+      this.module('head_nm', new AdaLNBeforeHead(c.n_embd, layers));
+      this.module('head', layers.linear(c.n_embd, c.vocab_size, false));
     };
     nn.withoutRandomInit(build);
+    this.hostWeights = hostMatrices(this);
     const kids = new Map(this.children());
-    this.tok_emb = kids.get('tok_emb') as InstanceType<typeof Embedding>;
+    this.tok_emb = kids.get('tok_emb') as ReturnType<WeightLayers['embedding']>;
     this.class_emb = kids.get('class_emb') as LabelEmbedder;
     this.blocks = kids.get('blocks') as InstanceType<typeof ModuleList<Block>>;
     this.head_nm = kids.get('head_nm') as AdaLNBeforeHead;
-    this.head = kids.get('head') as InstanceType<typeof Linear>;
+    this.head = kids.get('head') as ReturnType<WeightLayers['linear']>;
     const t = nn.rope2dTables(gridSide(c), headDim(c), c.rope_base, c.cls_token_num);
     this.ropeCos = this.buffer('rope_cos', keep(tensor(t.cos, [t.rows, headDim(c) / 2])), false);
     this.ropeSin = this.buffer('rope_sin', keep(tensor(t.sin, [t.rows, headDim(c) / 2])), false);
@@ -261,20 +302,41 @@ export class GPT extends Module {
    */
   initialize(gen: Generator): void {
     const c = this.config, C = c.n_embd, std = c.initializer_range;
+    /** The reference's rule for one weight: left alone, zero, or N(0, std) times per-row factors. */
+    const rule = (name: string): 'keep' | 'zero' | Float32Array | number => {
+      if (name.endsWith('norm.weight') || name.endsWith('rmsnorm.weight')) return 'keep';
+      if (name.endsWith('.bias') || name === 'head.weight') return 'zero';
+      if (/^blocks\.\d+\.ada_lin\.1\.weight$/.test(name)) return new Float32Array(6 * C).fill(0.5).fill(c.alng, 0, 2 * C);
+      return name === 'head_nm.ada_lin.1.weight' ? 0.5 : 1;
+    };
     noGrad(() => {
       for (const [name, p] of this.namedParameters()) {
-        if (name.endsWith('norm.weight') || name.endsWith('rmsnorm.weight')) continue;
+        const r = rule(name);
+        if (r === 'keep') continue;
         tidy(() => {
-          if (name.endsWith('.bias') || name === 'head.weight') return assign(p, zeros(p.shape));
-          let w = gen.normal(p.shape, 0, std);
-          if (/^blocks\.\d+\.ada_lin\.1\.weight$/.test(name)) {
-            const rows = new Float32Array(6 * C).fill(0.5).fill(c.alng, 0, 2 * C);
-            w = mul(w, tensor(rows, [6 * C, 1]));
-          } else if (name === 'head_nm.ada_lin.1.weight') w = scale(w, 0.5);
-          assign(p, w);
+          if (r === 'zero') return assign(p, zeros(p.shape));
+          const w = gen.normal(p.shape, 0, std);
+          assign(p, typeof r === 'number' ? scale(w, r) : mul(w, tensor(r, [r.length, 1])));
         });
       }
     });
+    // Host matrices: a cheap seeded stream instead of the backend's (see fillNormal).
+    let k = 0;
+    for (const [name, w] of this.hostWeights) {
+      const r = rule(name);
+      k++;
+      if (r === 'keep') continue;
+      if (r === 'zero') {
+        w.host.fill(0);
+        continue;
+      }
+      const d = w.host;
+      fillNormal(d, gen.seed * 1000 + k, std);
+      for (let i = 0; i < w.rows; i++) {
+        const f = typeof r === 'number' ? r : r[i];
+        if (f !== 1) for (let j = i * w.cols; j < (i + 1) * w.cols; j++) d[j] *= f;
+      }
+    }
   }
 
   /** SiLU of the class embedding: the condition every block's and the head's ada_lin take. */
@@ -290,6 +352,7 @@ export class GPT extends Module {
    */
   features(tokens: Tensor, labels: Tensor, o: ForwardOptions = {}): Tensor {
     const train = o.train ?? this.training;
+    if (train && this.weights === 'streamed') throw new Error('GPT.forward: streamed weights (checkFits) are for sampling; training needs the weights resident');
     const gen = o.generator ?? this.dropGen;
     const c = this.config;
     const [B, T] = tokens.shape;
@@ -377,10 +440,36 @@ export class GPT extends Module {
   /**
    * Loads a state dict under the official names, with or without the AR checkpoint's
    * `transformer.` prefix (other prefixes, e.g. `first_stage_model.`, are ignored when the
-   * prefixed form is used). A shape mismatch names the key and both shapes.
+   * prefixed form is used). A shape mismatch names the key and both shapes. Streamed weights
+   * stay on the host: a float32 entry becomes the model's matrix without a copy.
    */
   loadWeights(dict: Map<string, HostTensor>): void {
-    this.loadStateDict(transformerState(dict));
+    const own = transformerState(dict);
+    if (this.hostWeights.size === 0) {
+      this.loadStateDict(own);
+      return;
+    }
+    // Streamed: the large matrices go to host memory (float32 entries adopted without a copy),
+    // the rest through loadStateDict; one error lists every problem of both parts.
+    const rest = new Map(own);
+    const missing: string[] = [], mismatched: string[] = [];
+    for (const [k, w] of this.hostWeights) {
+      const e = own.get(k);
+      rest.delete(k);
+      if (!e) missing.push(k);
+      else if (e.shape.length !== 2 || e.shape[0] !== w.rows || e.shape[1] !== w.cols) mismatched.push(`${k}: checkpoint [${e.shape}] vs model [${w.shape}]`);
+    }
+    let restErr: InstanceType<typeof StateDictError> | null = null;
+    try {
+      this.loadStateDict(rest);
+    } catch (e) {
+      if (!(e instanceof StateDictError)) throw e;
+      restErr = e;
+    }
+    if (restErr || missing.length || mismatched.length) {
+      throw new StateDictError([...missing, ...(restErr?.missing ?? [])], restErr?.unexpected ?? [], [...mismatched, ...(restErr?.mismatched ?? [])]);
+    }
+    for (const [k, w] of this.hostWeights) w.adopt(toFloat32(own.get(k)!));
   }
 }
 

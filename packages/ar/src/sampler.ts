@@ -79,7 +79,7 @@ export async function sampleTokens(gpt: GPT, batch: SampleBatch, o: SamplerOptio
   if (!(Number.isInteger(L) && L >= 1 && L <= gpt.config.block_size)) throw new Error(`sampleTokens: tokens ${L} outside [1, ${gpt.config.block_size}]`);
   const cfg = o.cfgScale > 1;
   const rows = cfg ? 2 * N : N;
-  checkFits(gpt.config, gpt.tok_emb.weight.backend, rows);
+  checkFits(gpt.config, gpt.ropeCos.backend, rows, gpt.weights, gpt.chunkBytes);
   const labels = new Int32Array(rows);
   labels.set(batch.classes);
   if (cfg) labels.fill(gpt.config.class_num, N);

@@ -136,8 +136,9 @@ export class ArTrainer {
     }
     this.scaler = this.precision === '16-mixed' ? new GradScaler() : null;
     this.ceChunkRows = o.ceChunkRows ?? Math.max(1, Math.floor((1 << 24) / o.config.vocab_size));
-    // Separate streams: initial weights, then the dropout masks of training.
-    this.model = new GPT(o.config, { generator: new Generator(this.seed) });
+    // Separate streams: initial weights, then the dropout masks of training. Training needs
+    // every weight on the backend: what does not fit is refused (ArMemoryError), never streamed.
+    this.model = new GPT(o.config, { generator: new Generator(this.seed), weights: 'resident' });
     this.model.train();
     this.generator = new Generator(this.seed + 1);
     // Two groups as configure_optimizers builds them (ndim >= 2: weight_decay, else 0), but the

@@ -108,6 +108,19 @@ describe('ibq sample', () => {
     expect(readFileSync(join(dir, 'samples.npz')).length).toBe(readFileSync(join(whole, 'samples.npz')).length);
   });
 
+  it('streams the weights from host memory with --weights streamed, with the same result', async () => {
+    const dir = join(TMP, 'streamed');
+    const r = await ibq([...base, '--batch', '4', '--weights', 'streamed', '--out', dir], noShardEnv);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/on cpu \(weights streamed from host memory\)/);
+    const a = await readNpy(join(dir, 'tokens.npy')), b = await readNpy(join(whole, 'tokens.npy'));
+    expect(Array.from(a.data as Int32Array)).toEqual(Array.from(b.data as Int32Array));
+    expect(readFileSync(join(dir, 'samples.npz')).equals(readFileSync(join(whole, 'samples.npz')))).toBe(true);
+    const bad = await ibq([...base, '--weights', 'host', '--out', join(TMP, 'bad-weights')], noShardEnv);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--weights: expected auto, resident or streamed, got 'host'/);
+  });
+
   it('merge-samples refuses missing, duplicate and mismatched shards', async () => {
     const dirs = [0, 1, 2].map((k) => join(TMP, `shard${k}`));
     const out = join(TMP, 'bad.npz');

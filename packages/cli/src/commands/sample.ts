@@ -82,6 +82,8 @@ multinomial draw) and decodes them with the tokenizer stored in the AR checkpoin
   --grid-classes N      classes shown in grid.png, one row each (default 16)
   --grid-columns N      samples per row of grid.png (default 8)
   --device D            auto (default), webgpu, cpu or reference
+  --weights W           auto (default: the cpu backend streams XL/XXL weights from host memory,
+                        which its 4 GiB wasm memory cannot hold), resident or streamed
   --out DIR             written: tokens.npy (int32 [N, h, w], classes in order then sample index),
                         labels.npy (int64 [N]), samples.npz (arr_0 uint8 [N, H, W, 3], arr_1 labels,
                         rows in a seeded shuffled order), grid.png, shard.json`,
@@ -90,7 +92,7 @@ multinomial draw) and decodes them with the tokenizer stored in the AR checkpoin
     'per-class': { type: 'string' }, batch: { type: 'string' }, cfg: { type: 'string' }, 'cfg-interval': { type: 'string' },
     'cfg-schedule': { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' },
     seed: { type: 'string' }, shard: { type: 'string' }, 'grid-classes': { type: 'string' }, 'grid-columns': { type: 'string' },
-    device: { type: 'string' }, out: { type: 'string' },
+    device: { type: 'string' }, weights: { type: 'string' }, out: { type: 'string' },
   },
   async run(values, io) {
     const configPath = existingFile(requiredString(values, 'config'), 'config');
@@ -132,10 +134,12 @@ multinomial draw) and decodes them with the tokenizer stored in the AR checkpoin
     const [start, end] = shardRange(total, shard, shards);
     const n = end - start;
 
+    const placement = (values.weights as string | undefined) ?? 'auto';
+    if (placement !== 'auto' && placement !== 'resident' && placement !== 'streamed') throw new UsageError(`--weights: expected auto, resident or streamed, got '${placement}'`);
     const gptWeights = await readTransformerWeights(ckptPath, { notice: (m) => io.err(m) });
     const tokWeights = await readTokenizerWeights(tokenizerSource(values, ckptPath), { notice: (m) => io.err(m) });
     const backend = await openBackend(values.device as string | undefined);
-    const gpt = new GPT(gcfg, { init: 'none' });
+    const gpt = new GPT(gcfg, { init: 'none', weights: placement === 'auto' ? undefined : placement });
     const tok = nn.withoutRandomInit(() => new IBQTokenizer(tokConfig));
     const stop = watchStopSignals(io, 'finishing this batch, then stopping (nothing is written for an unfinished run)');
     try {
@@ -155,7 +159,7 @@ multinomial draw) and decodes them with the tokenizer stored in the AR checkpoin
       const side = gridSide(gcfg), L = gcfg.block_size, R = tokConfig.ddconfig.resolution;
       const itemClass = (g: number) => classes[Math.floor(g / perClass)];
       const itemIndex = (g: number) => g % perClass;
-      io.err(`sampling ${n} of ${total} images (shard ${shard}/${shards}) on ${backend.name}: cfg ${so.cfgScale}${so.cfgInterval! >= 0 ? ` for ${so.cfgInterval} tokens` : ''} (${so.cfgSchedule}), temperature ${so.temperature}, top-k ${so.topK}, top-p ${so.topP}, seed ${so.seed}`);
+      io.err(`sampling ${n} of ${total} images (shard ${shard}/${shards}) on ${backend.name}${gpt.weights === 'streamed' ? ' (weights streamed from host memory)' : ''}: cfg ${so.cfgScale}${so.cfgInterval! >= 0 ? ` for ${so.cfgInterval} tokens` : ''} (${so.cfgSchedule}), temperature ${so.temperature}, top-k ${so.topK}, top-p ${so.topP}, seed ${so.seed}`);
 
       // 1. Tokens, in generation order.
       const tokens = new Int32Array(n * L);
