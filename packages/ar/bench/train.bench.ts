@@ -1,5 +1,6 @@
 // AR training benchmark (`npm run bench -w @ibq/ar`, after the sampling one; alone:
-// `node scripts/run-ts.mjs packages/ar/bench/train.bench.ts [--backend cpu,webgpu] [--steps N]`),
+// `node scripts/run-ts.mjs packages/ar/bench/train.bench.ts [--backend cpu,webgpu] [--steps N]`, or
+// `npm run bench -w @ibq/ar -- --only train`),
 // one JSON line per figure: training tokens/s of the GPT of 6 layers, 8 heads, width 512, vocab
 // 1024, 64 tokens at batch 16 (one ArTrainer step: forward, chunked cross-entropy, backward,
 // clipping, AdamW), beside the same step in PyTorch (bench/torch_train_peer.py, Debian's
@@ -18,6 +19,9 @@ const args = process.argv.slice(2);
 const get = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
 const backends = (get('backend') ?? 'cpu,webgpu').split(',') as BackendName[];
 const steps = Number(get('steps') ?? 10);
+// `--only` is shared with ar.bench.ts (see run.mjs): this file's one figure is 'train'.
+const only = get('only')?.split(',');
+if (only && !only.includes('train')) process.exit(0);
 const emit = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 const load = () => (process.platform === 'linux' ? Number(spawnSync('cat', ['/proc/loadavg']).stdout.toString().split(' ')[0]) : null);
 const cfg = presets.bench.config;
