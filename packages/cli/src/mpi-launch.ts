@@ -95,6 +95,7 @@ export function announceRankDevice(dp: DataParallel | null, backend: Backend): v
     line += ` adapter '${adapter?.description || adapter?.device || adapter?.vendor || 'unknown'}'`;
     const pin = launch.pin;
     if (pin?.action === 'set') line += `, ${pin.variable}=${pin.value} (GPU ${pin.pci} from ${pin.listSource})`;
+    if (pin?.action === 'set' && pin.layerMissing) line += `; warning: the pin has no effect, Mesa's device-select layer is not active (${pin.layerMissing}), so ranks may share a GPU`;
     else if (pin?.action === 'kept') line += `, as ${pin.variable}=${pin.value} says`;
     else if (pin?.action === 'none') line += `, not pinned: ${pin.reason}`;
   } else if (backend.name === 'cpu') {

@@ -22,6 +22,8 @@ export interface GpuPin {
   listSource?: 'IBQ_GPU_PCI_LIST' | 'sysfs';
   /** Why nothing was pinned (action 'none'). */
   reason?: string;
+  /** Action 'set' without Mesa's device-select layer (absent, or NODEVICE_SELECT=1): DRI_PRIME then has no effect. */
+  layerMissing?: string;
 }
 
 export class GpuPinError extends Error {}
@@ -62,6 +64,23 @@ function parsePciList(text: string): string[] {
   return list;
 }
 
+/** Where the Vulkan loader looks for implicit layers (the XDG data and config folders). */
+function implicitLayerDirs(env: NodeJS.ProcessEnv): string[] {
+  const data = (env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':');
+  const config = (env.XDG_CONFIG_DIRS || '/etc/xdg').split(':');
+  return [...config, '/etc', ...data].filter((d) => d).map((d) => join(d, 'vulkan/implicit_layer.d'));
+}
+
+/** Why Mesa's device-select layer will not act on DRI_PRIME in this process, or null when it will. */
+export function deviceSelectLayerMissing(env: NodeJS.ProcessEnv = process.env, sysRoot = '/'): string | null {
+  if (env.NODEVICE_SELECT === '1') return 'NODEVICE_SELECT=1 disables it';
+  for (const dir of implicitLayerDirs(env)) {
+    const full = join(sysRoot, dir);
+    if (existsSync(full) && readdirSync(full).some((f) => /device_select.*\.json$/i.test(f))) return null;
+  }
+  return 'no VkLayer_MESA_device_select.json among the implicit Vulkan layers (Mesa\'s Vulkan drivers install it; Debian: mesa-vulkan-drivers)';
+}
+
 /** DRI_PRIME's value selecting only the GPU at `pci` ('!': the layer exposes that device alone). */
 export function driPrimeTag(pci: string): string {
   const m = PCI_ADDRESS.exec(pci);
@@ -100,5 +119,6 @@ export function pinGpuForLocalRank(localRank: number, localSize: number, options
   const pci = gpus[localRank];
   const value = driPrimeTag(pci);
   env.DRI_PRIME = value;
-  return { action: 'set', variable: 'DRI_PRIME', value, pci, listSource };
+  const layerMissing = deviceSelectLayerMissing(env, options.sysRoot);
+  return { action: 'set', variable: 'DRI_PRIME', value, pci, listSource, ...(layerMissing ? { layerMissing } : {}) };
 }

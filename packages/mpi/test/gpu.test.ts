@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GpuPinError, driPrimeTag, listGpus, pinGpuForLocalRank } from '../src/gpu.js';
+import { GpuPinError, deviceSelectLayerMissing, driPrimeTag, listGpus, pinGpuForLocalRank } from '../src/gpu.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ibq-sysfs-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -86,6 +86,21 @@ describe('pinGpuForLocalRank', () => {
     expect(pinGpuForLocalRank(0, 4, { env, sysRoot: root })).toMatchObject({ action: 'none', reason: expect.stringMatching(/4 ranks on this node but 3 GPU/) });
     expect(pinGpuForLocalRank(0, 1, { env, sysRoot: root })).toMatchObject({ action: 'none' });
     expect(env).toEqual({});
+  });
+
+  it("warns that the pin has no effect without Mesa's device-select layer", () => {
+    const layerRoot = mkdtempSync(join(tmpdir(), 'ibq-layers-'));
+    try {
+      expect(deviceSelectLayerMissing({}, layerRoot)).toMatch(/no VkLayer_MESA_device_select\.json/);
+      expect(pinGpuForLocalRank(0, 3, { env: {}, sysRoot: root })).toMatchObject({ action: 'set', layerMissing: expect.stringMatching(/device_select/) });
+      mkdirSync(join(layerRoot, 'usr/share/vulkan/implicit_layer.d'), { recursive: true });
+      writeFileSync(join(layerRoot, 'usr/share/vulkan/implicit_layer.d/VkLayer_MESA_device_select.json'), '{}');
+      expect(deviceSelectLayerMissing({}, layerRoot)).toBeNull();
+      expect(deviceSelectLayerMissing({ XDG_DATA_DIRS: '/opt/share' }, layerRoot)).toMatch(/no VkLayer/);
+      expect(deviceSelectLayerMissing({ NODEVICE_SELECT: '1' }, layerRoot)).toMatch(/NODEVICE_SELECT=1/);
+    } finally {
+      rmSync(layerRoot, { recursive: true, force: true });
+    }
   });
 
   it('writes the device-select layer tag DDDD_BB_DD_F', () => {
