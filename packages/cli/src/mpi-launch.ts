@@ -1,11 +1,13 @@
 // How a training command joins an MPI launch (mpiexec, srun, an MPIJob): detect it, initialise
 // MPI, give each rank its share of the cores, silence ranks other than 0, and end the whole job
-// when one rank fails (the others may be waiting for it in a collective). Also the data
+// when one rank fails (the others may be waiting for it in a collective), pin each rank's GPU
+// on webgpu before Dawn starts, and say on every rank which device it took. Also the data
 // position a resumed data-parallel run continues from.
 
 import { availableParallelism } from 'node:os';
 import type { LoaderPosition } from '@ibq/data';
-import { type Communicator, DataParallel, MpiUnavailableError, detectMpiLaunch, initMpi } from '@ibq/mpi';
+import type { Backend } from '@ibq/kernels';
+import { type Communicator, DataParallel, type GpuPin, GpuPinError, MpiUnavailableError, detectMpiLaunch, initMpi, pinGpuForLocalRank } from '@ibq/mpi';
 import { type OptionValues, UsageError } from './command.js';
 import type { Io } from './io.js';
 import { positiveInt } from './options.js';
@@ -27,6 +29,7 @@ export async function underMpiLaunch(values: OptionValues, io: Io, body: (io: Io
   const dp = await joinMpiLaunch(values, io);
   if (!dp) return body(io, null);
   try {
+    rankGpus.set(dp, { io, pin: pinRankGpu(values.device as string | undefined, dp.comm) });
     const code = await body(dp.isRoot ? io : quietIo(io), dp);
     await dp.comm.finalize();
     return code;
@@ -58,6 +61,47 @@ async function joinMpiLaunch(values: OptionValues, io: Io): Promise<DataParallel
   if (!process.env.IBQ_THREADS) process.env.IBQ_THREADS = String(Math.max(1, Math.floor(availableParallelism() / comm.localSize)));
   if (comm.isRoot) io.err(`data-parallel over ${comm.size} ranks (${comm.library}), ${process.env.IBQ_THREADS} cpu threads per rank, gradients in ${wire}`);
   return new DataParallel(comm, { wire, bucketBytes: bucketMb * 1024 * 1024 });
+}
+
+/** Each launch's GPU pin and the unfiltered output, for announceRankDevice. */
+const rankGpus = new WeakMap<DataParallel, { io: Io; pin: GpuPin | null }>();
+
+/**
+ * Gives this rank its own GPU when the device may be webgpu (--device webgpu, or auto): the
+ * local rank's GPU by PCI address, through Mesa's device-select layer (see @ibq/mpi's gpu.ts).
+ * Runs before any backend is created, since Dawn reads the variables when it starts.
+ */
+function pinRankGpu(device: string | undefined, comm: Communicator): GpuPin | null {
+  const want = device ?? 'auto';
+  if (want !== 'webgpu' && want !== 'auto') return null;
+  try {
+    return pinGpuForLocalRank(comm.localRank, comm.localSize, { required: want === 'webgpu' });
+  } catch (e) {
+    if (e instanceof GpuPinError) throw new UsageError(`--device webgpu: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * Prints on every rank (not only rank 0) the device it opened and how its GPU was chosen, so a
+ * user sees that ranks got different GPUs. Call once the backend is created.
+ */
+export function announceRankDevice(dp: DataParallel | null, backend: Backend): void {
+  const launch = dp && rankGpus.get(dp);
+  if (!dp || !launch) return;
+  let line = `rank ${dp.rank} (local ${dp.comm.localRank} of ${dp.comm.localSize}): ${backend.name}`;
+  if (backend.name === 'webgpu') {
+    const adapter = (backend.describe?.() as { adapter?: { description?: string; device?: string; vendor?: string } } | undefined)?.adapter;
+    line += ` adapter '${adapter?.description || adapter?.device || adapter?.vendor || 'unknown'}'`;
+    const pin = launch.pin;
+    if (pin?.action === 'set') line += `, ${pin.variable}=${pin.value} (GPU ${pin.pci} from ${pin.listSource})`;
+    if (pin?.action === 'set' && pin.layerMissing) line += `; warning: the pin has no effect, Mesa's device-select layer is not active (${pin.layerMissing}), so ranks may share a GPU`;
+    else if (pin?.action === 'kept') line += `, as ${pin.variable}=${pin.value} says`;
+    else if (pin?.action === 'none') line += `, not pinned: ${pin.reason}`;
+  } else if (backend.name === 'cpu') {
+    line += `, ${process.env.IBQ_THREADS} threads`;
+  }
+  launch.io.err(line);
 }
 
 /** What a rank other than 0 prints: errors and warnings only. */

@@ -12,7 +12,7 @@ import { ConfigError, type IBQConfig, type IBQTokenizer, loadConfig, parseConfig
 import { type ArDataSource, runArTraining } from '../ar-training.js';
 import { type Command, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
-import { MPI_OPTIONS, MPI_USAGE, underMpiLaunch } from '../mpi-launch.js';
+import { MPI_OPTIONS, MPI_USAGE, announceRankDevice, underMpiLaunch } from '../mpi-launch.js';
 import { watchStopSignals } from '../stop.js';
 import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
 import { buildTokenizer, openBackend } from '../tokenizer.js';
@@ -109,6 +109,7 @@ async function trainAr(values: OptionValues, io: Io, dp: DataParallel | null): P
   let train: TokenShardDataset | null = null;
   let val: TokenShardDataset | null = null;
   const backend = await openBackend(values.device as string | undefined);
+  announceRankDevice(dp, backend);
   let tokenizer: IBQTokenizer | null = null;
   const stop = watchStopSignals(io, 'finishing this step, then writing a checkpoint');
   try {

@@ -10,7 +10,7 @@ import { type Command, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
 import { DEVICE_OPTION, existingFile, positiveInt, positiveIntOrZero, requiredString } from '../options.js';
 import { openBackend } from '../tokenizer.js';
-import { MPI_OPTIONS, MPI_USAGE, underMpiLaunch } from '../mpi-launch.js';
+import { MPI_OPTIONS, MPI_USAGE, announceRankDevice, underMpiLaunch } from '../mpi-launch.js';
 import { watchStopSignals } from '../stop.js';
 import { runTraining } from '../training.js';
 
@@ -116,6 +116,7 @@ async function train(values: OptionValues, io: Io, dp: DataParallel | null): Pro
   const out = typeof values.out === 'string' ? values.out : join('runs', basename(configPath, extname(configPath)));
   const perceptual = await openPerceptual(values, io);
   const backend = await openBackend(values.device as string | undefined);
+  announceRankDevice(dp, backend);
   try {
     let precision;
     try {
