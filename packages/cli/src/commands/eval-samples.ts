@@ -162,7 +162,7 @@ file order: shuffle a class-sorted file first (IS takes consecutive 5,000-row sp
       const sample = openFidSource(samplePath);
       sources.push(sample);
       if (sample.kind !== 'images') throw new UsageError(`${samplePath}: expected uint8 images in 'arr_0'`);
-      const ref = openFidSource(refPath);
+      const ref = openFidSource(refPath, { images: true });
       sources.push(ref);
       if (ref.kind !== 'images') throw new UsageError(`${refPath}: expected a reference batch with images in 'arr_0'`);
       // Precomputed reference statistics, as the suite reads them.
