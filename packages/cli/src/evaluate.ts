@@ -17,6 +17,9 @@ export interface ReconstructionReport {
   seconds: number;
   /** A signal ended the pass early: the figures cover only `images` images. */
   stopped: boolean;
+  /** The running sums behind psnr, ssim and the usage (what a shard's partial statistics keep). */
+  accumulator: ReconstructionMetricsAccumulator;
+  usage: CodebookUsageCounter;
 }
 
 export async function evaluateReconstruction(
@@ -55,5 +58,5 @@ export async function evaluateReconstruction(
   }
   const r = acc.result();
   const u = usage.result();
-  return { images: r.images, psnr: r.psnr, ssim: r.ssim, codebookUsage: u.fraction, codesUsed: u.used, seconds: (Date.now() - t0) / 1000, stopped: o.stop?.requested ?? false };
+  return { images: r.images, psnr: r.psnr, ssim: r.ssim, codebookUsage: u.fraction, codesUsed: u.used, seconds: (Date.now() - t0) / 1000, stopped: o.stop?.requested ?? false, accumulator: acc, usage };
 }

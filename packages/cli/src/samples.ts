@@ -97,7 +97,17 @@ export function readShardMeta(dir: string): ShardMeta {
  * their metadata in shard order.
  */
 export function checkShards(dirs: string[]): { dir: string; meta: ShardMeta }[] {
-  const all = dirs.map((dir) => ({ dir, meta: readShardMeta(dir) }));
+  return checkShardMetas(dirs.map((dir) => ({ dir, meta: readShardMeta(dir) })), 'sampled');
+}
+
+/**
+ * Checks that the shards (a folder or file each, with its metadata) are exactly the shards
+ * 0..n-1 of one run: same count, total and settings, each once, each holding the items its
+ * index owns (`owns`: shardRange by default). Returns them in shard order.
+ */
+export function checkShardMetas<M extends Omit<ShardMeta, 'format' | 'version'>>(
+  all: { dir: string; meta: M }[], verb: string, owns: (m: M) => [number, number] = (m) => shardRange(m.total, m.shard, m.shards),
+): { dir: string; meta: M }[] {
   const first = all[0];
   const settings = JSON.stringify(first.meta.settings);
   for (const s of all) {
@@ -107,7 +117,7 @@ export function checkShards(dirs: string[]): { dir: string; meta: ShardMeta }[] 
     if (JSON.stringify(s.meta.settings) !== settings) {
       const diff = Object.keys({ ...first.meta.settings, ...s.meta.settings })
         .filter((k) => JSON.stringify(first.meta.settings[k]) !== JSON.stringify(s.meta.settings[k]));
-      throw new ShardError(`${s.dir} was sampled with other settings than ${first.dir}: ${diff.map((k) => `${k} ${JSON.stringify(s.meta.settings[k])} vs ${JSON.stringify(first.meta.settings[k])}`).join(', ')}`);
+      throw new ShardError(`${s.dir} was ${verb} with other settings than ${first.dir}: ${diff.map((k) => `${k} ${JSON.stringify(s.meta.settings[k])} vs ${JSON.stringify(first.meta.settings[k])}`).join(', ')}`);
     }
   }
   const byIndex = new Map<number, string>();
@@ -115,7 +125,7 @@ export function checkShards(dirs: string[]): { dir: string; meta: ShardMeta }[] 
     const prev = byIndex.get(s.meta.shard);
     if (prev !== undefined) throw new ShardError(`duplicate shard ${s.meta.shard} of ${s.meta.shards}: ${prev} and ${s.dir}`);
     byIndex.set(s.meta.shard, s.dir);
-    const [a, b] = shardRange(s.meta.total, s.meta.shard, s.meta.shards);
+    const [a, b] = owns(s.meta);
     if (s.meta.start !== a || s.meta.end !== b) throw new ShardError(`${s.dir}: holds items [${s.meta.start}, ${s.meta.end}), shard ${s.meta.shard}/${s.meta.shards} owns [${a}, ${b})`);
   }
   const missing = Array.from({ length: first.meta.shards }, (_, i) => i).filter((i) => !byIndex.has(i));

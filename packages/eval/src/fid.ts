@@ -34,8 +34,12 @@ export function closeSource(s: FidSource): void {
   if (s.kind === 'images') s.file.close();
 }
 
-/** Opens a PATH as pytorch-fid's CLI (and the ADM suite's sample files) understand it. */
-export function openFidSource(path: string): FidSource {
+/**
+ * Opens a PATH as pytorch-fid's CLI (and the ADM suite's sample files) understand it.
+ * `images`: read 'arr_0' even when the file also holds statistics (an ADM reference batch,
+ * whose images precision / recall need beside its precomputed mu and sigma).
+ */
+export function openFidSource(path: string, o: { images?: boolean } = {}): FidSource {
   let st;
   try {
     st = statSync(path);
@@ -59,7 +63,7 @@ export function openFidSource(path: string): FidSource {
   }
   const keys = file.keys;
   try {
-    if (keys.includes('count') && keys.includes('sum') && keys.includes('cross')) {
+    if (!(o.images && keys.includes('arr_0')) && keys.includes('count') && keys.includes('sum') && keys.includes('cross')) {
       const get = (k: string) => file.get(k);
       const sum = get('sum'), cross = get('cross');
       const d = sum.shape[0];
@@ -70,7 +74,7 @@ export function openFidSource(path: string): FidSource {
       file.close();
       return { kind: 'partial', path, stats };
     }
-    if (keys.includes('mu') && keys.includes('sigma')) {
+    if (!(o.images && keys.includes('arr_0')) && keys.includes('mu') && keys.includes('sigma')) {
       const mu = file.get('mu'), sigma = file.get('sigma');
       const d = mu.shape[0];
       if (mu.shape.length !== 1 || sigma.shape.join(',') !== `${d},${d}`) {

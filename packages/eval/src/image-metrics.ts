@@ -343,6 +343,23 @@ export class ReconstructionMetricsAccumulator {
     this.images += psnrs.length;
   }
 
+  /** The running sums, for a shard's partial statistics: [batch PSNR, batch SSIM, batches, image PSNR, image SSIM, images]. */
+  sums(): Float64Array {
+    return Float64Array.of(this.batchPsnr, this.batchSsim, this.batches, this.imagePsnr, this.imageSsim, this.images);
+  }
+
+  /** Adds the sums() of another shard (whole batches, so the batch means are those of one run). */
+  mergeSums(s: ArrayLike<number>): this {
+    if (s.length !== 6) throw new Error(`ReconstructionMetricsAccumulator: expected 6 sums, got ${s.length}`);
+    this.batchPsnr += s[0];
+    this.batchSsim += s[1];
+    this.batches += s[2];
+    this.imagePsnr += s[3];
+    this.imageSsim += s[4];
+    this.images += s[5];
+    return this;
+  }
+
   result(): { psnr: number; ssim: number; images: number; batches: number; perImage: { psnr: number; ssim: number } } {
     return {
       psnr: this.batchPsnr / this.batches,
@@ -387,6 +404,14 @@ export class CodebookUsageCounter {
 
   get total(): number {
     return this.tokens;
+  }
+
+  /** Adds another shard's histogram (its counts and token total). */
+  mergeCounts(counts: ArrayLike<number>, tokens: number): this {
+    if (counts.length !== this.nEmbed) throw new Error(`CodebookUsageCounter: histogram of ${counts.length} bins for ${this.nEmbed} codes`);
+    for (let i = 0; i < counts.length; i++) this.counts[i] += counts[i];
+    this.tokens += tokens;
+    return this;
   }
 
   result(): { used: number; total: number; fraction: number; tokens: number } {

@@ -4,16 +4,95 @@
 // on float images (x+1)/2 (both sets on the fly, streamed statistics), LPIPS-VGG and LPIPS-alex
 // (when their weights are given), PSNR, SSIM and codebook usage, as a table and a JSON report.
 
+import { resolve } from 'node:path';
 import { ImageFolderDataset, writeFileAtomic } from '@ibq/data';
 import {
-  FeatureStats, type InceptionV3, type LPIPS, type LpipsAlex, type LpipsWeightsSource, frechetDistance, loadInception, loadLpips,
-  loadLpipsAlex, lpipsPerImage,
+  CodebookUsageCounter, FeatureStats, type InceptionV3, type InceptionWeightsInfo, type LPIPS, type LpipsAlex, type LpipsWeightsSource,
+  ReconstructionMetricsAccumulator, frechetDistance, loadInception, loadLpips, loadLpipsAlex, lpipsPerImage,
 } from '@ibq/eval';
 import { type Tensor, clamp, dispose, scale, tidy } from '@ibq/tensor';
 import { type Command, EXIT_OK, UsageError } from '../command.js';
+import { type EvalPartial, type EvalPartialMeta, statsMembers, writeEvalPartial } from '../eval-partial.js';
 import { evaluateReconstruction } from '../evaluate.js';
+import type { Io } from '../io.js';
+import { parseShard, shardRange } from '../samples.js';
 import { watchStopSignals } from '../stop.js';
 import { existingFile, positiveInt, requiredString } from '../options.js';
+
+/** What the report is made of: sums that shards add up (see mergeTokenizerParts). */
+export interface TokenizerEvalSums {
+  real: FeatureStats;
+  fake: FeatureStats;
+  recon: ReconstructionMetricsAccumulator;
+  usage: CodebookUsageCounter;
+  /** LPIPS-VGG sum and image count, and the LPIPS-alex sum; null when left out. */
+  lpipsVgg: { sum: number; count: number } | null;
+  lpipsAlex: { sum: number } | null;
+  weights: InceptionWeightsInfo;
+}
+
+/**
+ * Shard k of n owns whole batches ([floor(k B / n), floor((k+1) B / n)) of the B batches), so
+ * that every batch mean (PSNR, SSIM) is the one of an unsharded run. Returns images [start, end).
+ */
+export function tokenizerShardRange(total: number, batchSize: number, k: number, n: number): [number, number] {
+  const [a, b] = shardRange(Math.ceil(total / batchSize), k, n);
+  return [Math.min(a * batchSize, total), Math.min(b * batchSize, total)];
+}
+
+/** Prints the table (and writes --out's JSON) from the sums of one run or of merged shards. */
+export async function reportTokenizerEval(s: TokenizerEvalSums, io: Io, out: unknown, what: string): Promise<void> {
+  const r = s.recon.result();
+  const u = s.usage.result();
+  if (r.images < 2) throw new Error(`${what}: ${r.images} image(s): rFID needs at least 2`);
+  const rfid = frechetDistance(s.real.mean(), s.real.covariance(), s.fake.mean(), s.fake.covariance());
+  const lpipsVgg = s.lpipsVgg ? s.lpipsVgg.sum / s.lpipsVgg.count : null;
+  const lpipsAlex = s.lpipsAlex ? s.lpipsAlex.sum / r.images : null;
+  const rows: [string, string][] = [
+    ['images', String(r.images)], ['rFID', rfid.toFixed(4)], ['LPIPS_ALEX', lpipsAlex === null ? 'n/a' : lpipsAlex.toFixed(4)],
+    ['LPIPS_VGG', lpipsVgg === null ? 'n/a' : lpipsVgg.toFixed(4)],
+    ['PSNR', r.psnr.toFixed(4)], ['SSIM', r.ssim.toFixed(4)],
+    ['codebook usage', `${(100 * u.fraction).toFixed(2)}% (${u.used}/${s.usage.nEmbed})`],
+  ];
+  for (const [k, v] of rows) io.out(`${k.padEnd(16)}${v}`);
+  if (typeof out === 'string') {
+    const json = {
+      protocol: "evaluation_image.py (rFID: pytorch-fid's network, float images, resize to 299 align_corners=False)",
+      weights: s.weights, images: r.images, rfid, lpips_vgg: lpipsVgg, lpips_alex: lpipsAlex, psnr: r.psnr, ssim: r.ssim,
+      codebook_usage: u.fraction, codes_used: u.used, n_embed: s.usage.nEmbed,
+    };
+    await writeFileAtomic(out, new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`));
+    io.out(`wrote ${out}`);
+  }
+}
+
+/** Adds up the partial files of a sharded run (checked by checkEvalShards, in shard order). */
+export function mergeTokenizerParts(parts: EvalPartial[]): TokenizerEvalSums {
+  const extra = parts[0].meta.extra as { weights: InceptionWeightsInfo; n_embed: number };
+  const settings = parts[0].meta.settings as { lpips_vgg: boolean; lpips_alex: boolean };
+  const s: TokenizerEvalSums = {
+    real: new FeatureStats(2048), fake: new FeatureStats(2048), recon: new ReconstructionMetricsAccumulator(),
+    usage: new CodebookUsageCounter(extra.n_embed), lpipsVgg: settings.lpips_vgg ? { sum: 0, count: 0 } : null,
+    lpipsAlex: settings.lpips_alex ? { sum: 0 } : null, weights: extra.weights,
+  };
+  for (const p of parts) {
+    s.real.merge(p.stats('real'));
+    s.fake.merge(p.stats('fake'));
+    s.recon.mergeSums(p.array('recon'));
+    const lp = p.array('lpips');
+    if (s.lpipsVgg) {
+      s.lpipsVgg.sum += lp[0];
+      s.lpipsVgg.count += lp[1];
+    }
+    if (s.lpipsAlex) s.lpipsAlex.sum += lp[2];
+    s.usage.mergeCounts(p.array('codebook_counts'), Number(p.array('codebook_tokens')[0]));
+  }
+  return s;
+}
+
+/** Which items of the run a tokenizer shard owns, from its metadata (for checkEvalShards). */
+export const tokenizerShardOwns = (m: EvalPartialMeta): [number, number] =>
+  tokenizerShardRange(m.total, (m.settings as { batch_size: number }).batch_size, m.shard, m.shards);
 import { TOKENIZER_OPTIONS, TOKENIZER_USAGE, loadTokenizer } from '../tokenizer.js';
 
 export const evalTokenizerCommand: Command = {
@@ -37,10 +116,14 @@ through uint8 (batch means averaged), codebook usage. Prints a table; --out writ
   --lpips-alex-heads F
   --limit N           only the first N images
   --out FILE          also write the report as JSON
+  --shard i/n|auto    only the i-th of n slices of the images (whole batches; auto: as 'ibq
+                      sample'); --out is then required and gets this shard's partial statistics
+                      (.npz), which 'ibq merge-stats' adds up to the one-run report
 ${TOKENIZER_USAGE}`,
   options: {
     ...TOKENIZER_OPTIONS, data: { type: 'string' }, inception: { type: 'string' }, 'lpips-vgg': { type: 'string' },
     'lpips-heads': { type: 'string' }, 'lpips-alex': { type: 'string' }, 'lpips-alex-heads': { type: 'string' }, limit: { type: 'string' }, out: { type: 'string' },
+    shard: { type: 'string' },
   },
   async run(values, io) {
     const dataDir = requiredString(values, 'data');
@@ -50,10 +133,15 @@ ${TOKENIZER_USAGE}`,
     if (!!values['lpips-alex'] !== !!values['lpips-alex-heads']) throw new UsageError('--lpips-alex and --lpips-alex-heads go together');
     const limit = values.limit === undefined ? Infinity : positiveInt(values, 'limit', 1);
     const batchSize = positiveInt(values, 'batch-size', 4);
+    const sharded = values.shard !== undefined;
+    const shard = parseShard(values.shard as string | undefined, io.env);
+    if (sharded && typeof values.out !== 'string') throw new UsageError('--shard needs --out (the file for this shard\'s partial statistics)');
     const folder = await ImageFolderDataset.open(dataDir).catch((e: Error) => {
       throw new UsageError(e.message);
     });
-    const dataset = limit < folder.length ? { length: limit, get: (i: number) => folder.get(i), pathOf: (i: number) => folder.pathOf(i) } : folder;
+    const total = Math.min(limit, folder.length);
+    const [start, end] = tokenizerShardRange(total, batchSize, shard.index, shard.count);
+    const dataset = start === 0 && end === folder.length ? folder : { length: end - start, get: (i: number) => folder.get(start + i), pathOf: (i: number) => folder.pathOf(start + i) };
     const { model, config, backend } = await loadTokenizer(values, io);
     let net: InceptionV3 | null = null;
     let lpips: LPIPS | null = null;
@@ -104,26 +192,28 @@ ${TOKENIZER_USAGE}`,
         io.err(`${stop.reason}: stopped after ${report.images} image(s); no report`);
         return stop.exitCode();
       }
-      if (report.images < 2) throw new Error(`${dataDir}: ${report.images} image(s): rFID needs at least 2`);
-      const rfid = frechetDistance(real.mean(), real.covariance(), fake.mean(), fake.covariance());
-      const lpipsVgg = lpips ? lpipsSum / lpipsCount : null;
-      const lpipsAlex = alex ? alexSum / report.images : null;
-      const rows: [string, string][] = [
-        ['images', String(report.images)], ['rFID', rfid.toFixed(4)], ['LPIPS_ALEX', lpipsAlex === null ? 'n/a' : lpipsAlex.toFixed(4)],
-        ['LPIPS_VGG', lpipsVgg === null ? 'n/a' : lpipsVgg.toFixed(4)],
-        ['PSNR', report.psnr.toFixed(4)], ['SSIM', report.ssim.toFixed(4)],
-        ['codebook usage', `${(100 * report.codebookUsage).toFixed(2)}% (${report.codesUsed}/${config.n_embed})`],
-      ];
-      for (const [k, v] of rows) io.out(`${k.padEnd(16)}${v}`);
-      if (typeof values.out === 'string') {
-        const json = {
-          protocol: "evaluation_image.py (rFID: pytorch-fid's network, float images, resize to 299 align_corners=False)",
-          weights: loaded.info, images: report.images, rfid, lpips_vgg: lpipsVgg, lpips_alex: lpipsAlex, psnr: report.psnr, ssim: report.ssim,
-          codebook_usage: report.codebookUsage, codes_used: report.codesUsed, n_embed: config.n_embed,
-        };
-        await writeFileAtomic(values.out, new TextEncoder().encode(`${JSON.stringify(json, null, 2)}\n`));
-        io.out(`wrote ${values.out}`);
+      const sums: TokenizerEvalSums = {
+        real, fake, recon: report.accumulator, usage: report.usage, lpipsVgg: lpips ? { sum: lpipsSum, count: lpipsCount } : null,
+        lpipsAlex: alex ? { sum: alexSum } : null, weights: loaded.info,
+      };
+      if (!sharded) {
+        await reportTokenizerEval(sums, io, values.out, dataDir);
+        return EXIT_OK;
       }
+      const meta: EvalPartialMeta = {
+        format: 'ibq-eval-partial', version: 1, kind: 'eval-tokenizer', shard: shard.index, shards: shard.count, start, end, total,
+        settings: {
+          config: resolve(values.config as string), ckpt: resolve(ckpt), data: resolve(dataDir), batch_size: batchSize,
+          inception_sha256: loaded.info.sha256, lpips_vgg: !!lpips, lpips_alex: !!alex,
+        },
+        extra: { weights: loaded.info, n_embed: config.n_embed },
+      };
+      writeEvalPartial(values.out as string, meta, {
+        ...statsMembers('real', real), ...statsMembers('fake', fake), recon: report.accumulator.sums(),
+        lpips: Float64Array.of(lpipsSum, lpipsCount, alexSum), codebook_counts: report.usage.counts,
+        codebook_tokens: Float64Array.of(report.usage.total),
+      });
+      io.out(`wrote ${values.out as string}: partial statistics of shard ${shard.index}/${shard.count} (images ${start}..${end - 1} of ${total})`);
       return EXIT_OK;
     } finally {
       stop.dispose();

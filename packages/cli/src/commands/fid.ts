@@ -10,7 +10,10 @@ import {
 import type { Backend } from '@ibq/kernels';
 import { type Command, EXIT_FAILURE, EXIT_OK, type OptionValues, UsageError } from '../command.js';
 import type { Io } from '../io.js';
+import { EvalPartial, checkEvalShards } from '../eval-partial.js';
 import { parseShard, shardRange } from '../samples.js';
+import { mergeSamplesParts, reportSamplesEval } from './eval-samples.js';
+import { mergeTokenizerParts, reportTokenizerEval, tokenizerShardOwns } from './eval-tokenizer.js';
 import { type StopController, watchStopSignals } from '../stop.js';
 import { existingFile, positiveInt, requiredString } from '../options.js';
 import { openBackend } from '../tokenizer.js';
@@ -158,22 +161,56 @@ a .npz of uint8 NHWC images ('arr_0', the ADM sample format), a statistics .npz 
   },
 };
 
+/** `ibq merge-stats` on the partial files of a sharded eval-tokenizer / eval-samples run: their one-run report. */
+async function mergeEvalParts(parts: EvalPartial[], values: OptionValues, io: Io): Promise<number> {
+  const kind = parts[0].meta.kind;
+  const sorted = checkEvalShards(parts, kind === 'eval-tokenizer' ? tokenizerShardOwns : undefined);
+  if (kind === 'eval-tokenizer') {
+    await reportTokenizerEval(mergeTokenizerParts(sorted), io, values.out, sorted.map((p) => p.path).join(', '));
+    return EXIT_OK;
+  }
+  if (kind !== 'eval-samples') throw new Error(`${parts[0].path}: partial statistics of an unknown command '${String(kind)}'`);
+  const inputs = mergeSamplesParts(sorted);
+  const backend = await openBackend(values.device as string | undefined);
+  try {
+    await reportSamplesEval(inputs, backend, io, values.out, sorted.map((p) => p.path).join(', '));
+  } finally {
+    backend.destroy();
+  }
+  return EXIT_OK;
+}
+
 export const mergeStatsCommand: Command = {
   name: 'merge-stats',
-  summary: "add up partial statistics of sharded 'ibq fid --save-stats --shard' runs",
+  summary: 'add up partial statistics of sharded fid --save-stats, eval-tokenizer and eval-samples runs',
   usage: `usage: ibq merge-stats PART.npz... --out OUT.npz
+       ibq merge-stats PART.npz... [--out REPORT.json] [--device D]
 
-Adds the counts, sums and cross products of the partial statistics files (exact: the result
-is that of one run over all shards) and writes OUT.npz with them and with 'mu' and 'sigma'
-(a pytorch-fid statistics file, usable as a PATH of 'ibq fid').
-  --out FILE          the merged statistics`,
-  options: { out: { type: 'string' } },
+Partial statistics of 'ibq fid --save-stats --shard': adds the counts, sums and cross products
+(exact: the result is that of one run over all shards) and writes OUT.npz with them and with
+'mu' and 'sigma' (a pytorch-fid statistics file, usable as a PATH of 'ibq fid').
+Partial files of 'ibq eval-tokenizer --shard' or 'ibq eval-samples --shard' (recognised by
+their 'meta'): checks that they are every shard of one run, once, with the same settings,
+and prints the report one run prints (--out: its JSON).
+  --out FILE          the merged statistics (fid), or the report as JSON (eval-*)
+  --device D          eval-samples: where precision / recall run (auto, webgpu, cpu, reference)`,
+  options: { out: { type: 'string' }, device: { type: 'string' } },
   positionals: { names: ['PART.npz...'], min: 1 },
   async run(values, io, parts) {
+    for (const p of parts) existingFile(p, 'partial statistics');
+    const evalParts = parts.map((p) => EvalPartial.open(p));
+    try {
+      if (evalParts.some((e) => e)) {
+        const plain = parts.filter((_, i) => !evalParts[i]);
+        if (plain.length) throw new Error(`${plain[0]}: not a partial file of 'ibq eval-tokenizer' or 'ibq eval-samples', unlike ${parts[evalParts.findIndex((e) => e)]}`);
+        return await mergeEvalParts(evalParts as EvalPartial[], values, io);
+      }
+    } finally {
+      for (const e of evalParts) e?.close();
+    }
     const out = requiredString(values, 'out');
     let merged: FeatureStats | null = null;
     for (const p of parts) {
-      existingFile(p, 'partial statistics');
       const s = await loadPartialStats(p);
       if (merged && merged.dim !== s.dim) throw new Error(`${p}: ${s.dim}-d statistics, but the files before it are ${merged.dim}-d`);
       merged = merged ? merged.merge(s) : s;
