@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type TensorInfo, getOp, runOp } from '../src/index.js';
 import { checkCase, checkGradParity } from '../src/harness/index.js';
 import { CpuBackend } from '../src/backends/cpu/index.js';
+import { rand, upload } from './cpu-helpers.js';
 
 const plain = new CpuBackend({ threads: 2, simd: 'simd128' });
 await plain.init();
@@ -17,21 +18,7 @@ afterAll(() => {
   for (const b of [plain, one, two]) b.destroy();
 });
 
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return a;
-}
 
-function upload(b: CpuBackend, data: Float32Array, shape: number[]): TensorInfo {
-  const buffer = b.alloc('f32', data.length);
-  b.write(buffer, data);
-  return { buffer, offset: 0, shape, dtype: 'f32' };
-}
 
 describe('cpu backend, relaxed SIMD build', () => {
   it('loads the build that was asked for', () => {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type OpCase, type TensorInfo, getOp, runOp } from '../src/index.js';
 import { checkCase, checkGradParity } from '../src/harness/index.js';
 import { CpuBackend } from '../src/backends/cpu/index.js';
+import { rand, upload } from './cpu-helpers.js';
 import { chooseConv } from '../src/backends/cpu/kernels/conv.js';
 
 const one = new CpuBackend({ threads: 1 });
@@ -19,21 +20,7 @@ afterAll(() => {
 
 const ALGORITHMS = ['direct', 'winograd2', 'winograd4'] as const;
 
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return a;
-}
 
-function upload(b: CpuBackend, data: Float32Array, shape: number[]): TensorInfo {
-  const buffer = b.alloc('f32', data.length);
-  b.write(buffer, data);
-  return { buffer, offset: 0, shape, dtype: 'f32' };
-}
 
 const read = (b: CpuBackend, t: TensorInfo) => Array.from(b.readSync(t.buffer, t.offset, t.shape.reduce((x, y) => x * y, 1)));
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type TensorInfo, getOp, runOp } from '../src/index.js';
 import { checkCase, checkGradParity } from '../src/harness/index.js';
 import { CpuBackend } from '../src/backends/cpu/index.js';
+import { rand, upload } from './cpu-helpers.js';
 
 const one = new CpuBackend({ threads: 1 });
 const two = new CpuBackend({ threads: 2 });
@@ -16,22 +17,7 @@ afterAll(() => {
   two.destroy();
 });
 
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return a;
-}
 
-function upload(b: CpuBackend, data: Float32Array | Int32Array, shape: number[]): TensorInfo {
-  const dtype = data instanceof Int32Array ? 'i32' : 'f32';
-  const buffer = b.alloc(dtype, data.length);
-  b.write(buffer, data);
-  return { buffer, offset: 0, shape, dtype };
-}
 
 const read = (b: CpuBackend, t: TensorInfo) => b.readSync(t.buffer, t.offset, t.shape.reduce((x, y) => x * y, 1));
 
