@@ -108,6 +108,12 @@ export function checkShard(who: string, shard: Shard, dropLast: boolean): void {
  * items), the rank-th slice of batchSize; an incomplete last global batch is dropped. The ranks'
  * batches together are one process's batches of batchSize x count, each item read once.
  */
+/** Batches one process reads per epoch: under sharding only whole global batches, else per dropLast. */
+export function batchesPerEpoch(n: number, batchSize: number, shard: Shard, dropLast: boolean): number {
+  if (shard.count > 1) return Math.floor(n / (batchSize * shard.count));
+  return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+}
+
 export function shardOrder(all: Uint32Array, batchSize: number, shard: Shard): Uint32Array {
   const { rank, count } = shard;
   if (count === 1) return all;
@@ -165,9 +171,7 @@ export class BatchLoader {
 
   /** Nominal batches per epoch (before any skip). */
   get batchesPerEpoch(): number {
-    const n = this.dataset.length;
-    if (this.shard.count > 1) return Math.floor(n / (this.batchSize * this.shard.count));
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    return batchesPerEpoch(this.dataset.length, this.batchSize, this.shard, this.dropLast);
   }
 
   /** The dataset indices this process reads in an epoch, in reading order (its shard's slices of the global order). */

@@ -3,7 +3,7 @@
 // with asynchronous positioned reads. Order and content are a pure function of (dataset,
 // seed, epoch, position), as BatchLoader's, so a resumed run reads the same batches.
 
-import { type LoaderPosition, type Shard, checkShard, shardOrder } from './loader.js';
+import { type LoaderPosition, type Shard, batchesPerEpoch, checkShard, shardOrder } from './loader.js';
 import { permutation, uniformAt } from './rng.js';
 import type { TokenShardDataset } from './datasets/tokens.js';
 
@@ -64,9 +64,7 @@ export class TokenLoader {
   }
 
   get batchesPerEpoch(): number {
-    const n = this.dataset.length;
-    if (this.shard.count > 1) return Math.floor(n / (this.batchSize * this.shard.count));
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    return batchesPerEpoch(this.dataset.length, this.batchSize, this.shard, this.dropLast);
   }
 
   /** The dataset indices this process reads in an epoch, in reading order (its shard's slices). */
