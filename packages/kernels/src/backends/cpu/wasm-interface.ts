@@ -131,16 +131,16 @@ export interface CpuExports {
   upsample2xGrad(dy: number, dx: number, p0: number, p1: number, H: number, W: number): void;
   /** assembly/elementwise.ts (usize, i32, i32, i32, usize, i32, i32, i32, usize, i32, i32, i32, usize, i32, i32, i32): void */
   where(c: number, sc0: number, sc1: number, sc2: number, a: number, sa0: number, sa1: number, sa2: number, b: number, sb0: number, sb1: number, sb2: number, y: number, n0: number, n1: number, n2: number): void;
-  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
-  winoGradOut(dy: number, Z: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, zs: number, counter: number, scratch: number): void;
   /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
-  winoInput(x: number, V: number, m: number, C: number, H: number, W: number, pt: number, pl: number, TH: number, TW: number, R0: number, R1: number, xs: number, counter: number, scratch: number): void;
+  winoGradOut(dy: number, Z: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, per: number, cs: number, xs: number, counter: number, scratch: number): void;
+  /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
+  winoInput(x: number, V: number, m: number, C: number, H: number, W: number, pt: number, pl: number, TH: number, TW: number, R0: number, R1: number, per: number, cs: number, xs: number, counter: number, scratch: number): void;
   /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, i32, usize): void */
   winoKernel(w: number, U: number, O: number, C: number, m: number, dgrad: number, o0: number, o1: number, tmp: number): void;
   /** assembly/winograd.ts (usize, usize, i32, i32, i32, i32, i32, usize): void */
   winoKernelGrad(dU: number, dw: number, O: number, C: number, m: number, o0: number, o1: number, tmp: number): void;
-  /** assembly/winograd.ts (usize, usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
-  winoOutput(M: number, y: number, bias: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, ms: number, counter: number, scratch: number): void;
+  /** assembly/winograd.ts (usize, usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
+  winoOutput(M: number, y: number, bias: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, cs: number, xs: number, counter: number, scratch: number): void;
 }
 
 /** An export's name. */

@@ -50,3 +50,23 @@
 @inline export function expf1(x: f32): f32 {
   return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
 }
+
+// Copies and zero fills of f32/i32 words. memory.copy and memory.fill on a shared memory are
+// calls out of the compiled code under V8: on the short rows of the transforms and packings
+// they cost more than the copy (config S's Winograd input transform spent most of its time in
+// them, and two threads ran it no faster than one).
+
+/** n words from src to dst (the regions must not overlap). */
+@inline export function copyWords(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(dst + (<usize>i << 2), v128.load(src + (<usize>i << 2)));
+  for (; i < n; i++) store<i32>(dst + (<usize>i << 2), load<i32>(src + (<usize>i << 2)));
+}
+
+/** n zero words at dst. */
+@inline export function zeroWords(dst: usize, n: i32): void {
+  const z = i32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(dst + (<usize>i << 2), z);
+  for (; i < n; i++) store<i32>(dst + (<usize>i << 2), 0);
+}

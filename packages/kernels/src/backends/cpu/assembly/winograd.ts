@@ -7,9 +7,20 @@
 //   wgrad     dg  = G^T [ sum_t Z[xi][o][t] V[xi][c][t] ] G,  Z = At^T dY_t At
 // Tensors of transformed values are [xi][rows][T] with the tile index t contiguous, so the
 // image transforms run four tiles of one tile row at once (one f32x4 lane per tile) and the
-// GEMMs read plain matrices. A tile row is one work item: jobs are (channel, tile row) pairs
-// taken from an atomic counter, and each job's arithmetic is fixed, so results are the same on
-// any number of threads. The kernel transforms run four kernels per vector.
+// GEMMs read plain matrices. Jobs are (channel, tile rows) taken in claims from an atomic
+// counter, and each job's arithmetic is fixed, so results are the same on any number of
+// threads. The kernel transforms run four kernels per vector.
+
+import { copyWords, zeroWords } from './vmath';
+
+/**
+ * Jobs per claim from a shared counter: about 64 claims per call. A claim moves the counter's
+ * cache line between cores (0.1-0.2 us here), longer than one small job: taken one at a time,
+ * config S's transforms ran slower on two threads than on one.
+ */
+@inline function claimSize(jobs: i32): i32 {
+  return max(1, jobs >> 6);
+}
 
 /** G c for one column c = (g0, g1, g2) of a kernel, four kernels per vector: a values at out, stride s bytes. */
 @inline function gcol(m: i32, g0: v128, g1: v128, g2: v128, out: usize, s: usize): void {
@@ -189,68 +200,76 @@ function strip(x: usize, H: i32, W: i32, pt: i32, pl: i32, r0: i32, rows: i32, d
     const ih = r0 + r - pt;
     const d = dst + (<usize>(r * Wp) << 2);
     if (ih < 0 || ih >= H || cols == 0) {
-      memory.fill(d, 0, <usize>Wp << 2);
+      zeroWords(d, Wp);
       continue;
     }
-    if (pl > 0) memory.fill(d, 0, <usize>min(pl, Wp) << 2);
-    memory.copy(d + (<usize>pl << 2), x + (<usize>(ih * W) << 2), <usize>cols << 2);
+    if (pl > 0) zeroWords(d, min(pl, Wp));
+    copyWords(d + (<usize>pl << 2), x + (<usize>(ih * W) << 2), cols);
     const tail = Wp - pl - cols;
-    if (tail > 0) memory.fill(d + (<usize>(pl + cols) << 2), 0, <usize>tail << 2);
+    if (tail > 0) zeroWords(d + (<usize>(pl + cols) << 2), tail);
   }
 }
 
 /**
- * Data transform: V[xi][c][t] for jobs (c, tile row R in [R0, R1)) taken from `counter`.
+ * Data transform: V[xi][c][t] for jobs (c, `per` tile rows of [R0, R1)) taken from `counter`.
+ * A job's rows fill whole cache lines of V (host: rowsPerJob), so two threads never write
+ * the same line (sharing one made two threads slower than one).
  * x is [N, C, H, W] at (pt, pl) in padded coordinates; a tile row R = n*TH + th covers
  * output rows th*m.. of image n. t counts from the chunk's first tile row, TW tiles per row;
- * xs is V's xi stride in elements (C * tiles of the chunk). `scratch`: a*Wp floats of strip
+ * cs and xs are V's channel and xi strides in elements (host: lineUp, planeStride). `scratch`: a*Wp floats of strip
  * plus a*a vectors.
  */
 export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt: i32, pl: i32, TH: i32, TW: i32,
-  R0: i32, R1: i32, xs: i32, counter: usize, scratch: usize): void {
+  R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
   const a = m + 2;
   const TW4 = (TW + 3) & ~3;
   const Wp = TW4 * m + 8;
   const nr = R1 - R0;
-  const jobs = C * nr;
+  const groups = (nr + per - 1) / per;
+  const jobs = C * groups;
   const tmp = scratch + (<usize>(a * Wp) << 2);
-  const Tc = nr * TW;
   const rowB = <usize>Wp << 2;
   const sx = <usize>xs << 2; // xi stride, bytes
+  const step = claimSize(jobs);
   for (;;) {
-    const j = atomic.add<i32>(counter, 1);
-    if (j >= jobs) break;
-    const c = j / nr, R = R0 + j - c * nr;
-    const n = R / TH, th = R - n * TH;
-    strip(x + (<usize>((n * C + c) * H * W) << 2), H, W, pt, pl, th * m, a, scratch, Wp);
-    const vrow = V + (<usize>(c * Tc + (R - R0) * TW) << 2);
-    for (let tw = 0; tw < TW; tw += 4) {
-      const lanes = min(4, TW - tw);
-      // Rows: tmp[r][j] = (Bt d[r][.])[j], four tiles per vector.
-      for (let r = 0; r < a; r++) {
-        const p = scratch + <usize>r * rowB + (<usize>(tw * m) << 2);
-        const t = tmp + (<usize>(r * a) << 4);
-        if (m == 2) {
-          const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 8), l3 = v128.load(p, 24);
-          bt2(v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), v128.shuffle<f32>(l0, l1, 1, 3, 5, 7),
-            v128.shuffle<f32>(l2, l3, 0, 2, 4, 6), v128.shuffle<f32>(l2, l3, 1, 3, 5, 7), t, 16, 4);
-        } else {
-          const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48), l4 = v128.load(p, 64);
-          bt4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3),
-            tcol(l1, l2, l3, l4, 0), tcol(l1, l2, l3, l4, 1), t, 16, 4);
-        }
-      }
-      // Columns: V[i*a + j] = (Bt tmp[.][j])[i].
-      const out = vrow + (<usize>tw << 2);
-      for (let jj = 0; jj < a; jj++) {
-        const t = tmp + (<usize>jj << 4);
-        const o = out + <usize>jj * sx;
-        const rs: usize = <usize>a << 4;
-        if (m == 2) {
-          bt2(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o, 4 * sx, lanes);
-        } else {
-          bt4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), v128.load(t + 4 * rs),
-            v128.load(t + 5 * rs), o, 6 * sx, lanes);
+    const j0 = atomic.add<i32>(counter, step);
+    if (j0 >= jobs) break;
+    for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
+      const c = j / groups, g = j - c * groups;
+      const Rg = R0 + g * per, Rend = min(R1, Rg + per);
+      for (let R = Rg; R < Rend; R++) {
+        const n = R / TH, th = R - n * TH;
+        strip(x + (<usize>((n * C + c) * H * W) << 2), H, W, pt, pl, th * m, a, scratch, Wp);
+        const vrow = V + (<usize>(c * cs + (R - R0) * TW) << 2);
+        for (let tw = 0; tw < TW; tw += 4) {
+          const lanes = min(4, TW - tw);
+          // Rows: tmp[r][j] = (Bt d[r][.])[j], four tiles per vector.
+          for (let r = 0; r < a; r++) {
+            const p = scratch + <usize>r * rowB + (<usize>(tw * m) << 2);
+            const t = tmp + (<usize>(r * a) << 4);
+            if (m == 2) {
+              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 8), l3 = v128.load(p, 24);
+              bt2(v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), v128.shuffle<f32>(l0, l1, 1, 3, 5, 7),
+                v128.shuffle<f32>(l2, l3, 0, 2, 4, 6), v128.shuffle<f32>(l2, l3, 1, 3, 5, 7), t, 16, 4);
+            } else {
+              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48), l4 = v128.load(p, 64);
+              bt4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3),
+                tcol(l1, l2, l3, l4, 0), tcol(l1, l2, l3, l4, 1), t, 16, 4);
+            }
+          }
+          // Columns: V[i*a + j] = (Bt tmp[.][j])[i].
+          const out = vrow + (<usize>tw << 2);
+          for (let jj = 0; jj < a; jj++) {
+            const t = tmp + (<usize>jj << 4);
+            const o = out + <usize>jj * sx;
+            const rs: usize = <usize>a << 4;
+            if (m == 2) {
+              bt2(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o, 4 * sx, lanes);
+            } else {
+              bt4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), v128.load(t + 4 * rs),
+                v128.load(t + 5 * rs), o, 6 * sx, lanes);
+            }
+          }
         }
       }
     }
@@ -258,128 +277,136 @@ export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt
 }
 
 /**
- * Output transform: y[n, o] rows of tile rows [R0, R1) from M[xi][o][t] (xi stride ms
- * elements), plus bias[o] when bias != 0. Jobs (o, tile row) from `counter`. `scratch`: a*a
+ * Output transform: y[n, o] rows of tile rows [R0, R1) from M[xi][o][t] (channel and xi
+ * strides cs and xs, elements), plus bias[o] when bias != 0. Jobs (o, tile row) from `counter`. `scratch`: a*a
  * vectors plus m rows of TW4*m floats. M must be readable 3 floats past its end.
  */
 export function winoOutput(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
-  R0: i32, R1: i32, ms: i32, counter: usize, scratch: usize): void {
+  R0: i32, R1: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
   const a = m + 2;
   const TW4 = (TW + 3) & ~3;
   const RW = TW4 * m;
   const nr = R1 - R0;
   const jobs = O * nr;
-  const Tc = nr * TW;
   const rows = scratch + (<usize>(a * a) << 4);
-  const sx = <usize>ms << 2;
+  const sx = <usize>xs << 2;
+  const step = claimSize(jobs);
   for (;;) {
-    const j = atomic.add<i32>(counter, 1);
-    if (j >= jobs) break;
-    const o = j / nr, R = R0 + j - o * nr;
-    const n = R / TH, th = R - n * TH;
-    const mrow = M + (<usize>(o * Tc + (R - R0) * TW) << 2);
-    for (let tw = 0; tw < TW; tw += 4) {
-      const src = mrow + (<usize>tw << 2);
-      // Columns: tmp[k][jj] = (At M[.][jj])[k].
-      for (let jj = 0; jj < a; jj++) {
-        const p = src + <usize>jj * sx, s = <usize>a * sx;
-        const t = scratch + (<usize>jj << 4), ts: usize = <usize>a << 4;
-        const m0 = v128.load(p), m1 = v128.load(p + s), m2 = v128.load(p + 2 * s), m3 = v128.load(p + 3 * s);
-        if (m == 2) {
-          v128.store(t, f32x4.add(f32x4.add(m0, m1), m2));
-          v128.store(t + ts, f32x4.sub(f32x4.sub(m1, m2), m3));
-        } else {
-          const m4 = v128.load(p + 4 * s), m5 = v128.load(p + 5 * s);
-          const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
-          v128.store(t, f32x4.add(f32x4.add(m0, s12), s34));
-          v128.store(t + ts, f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34)));
-          v128.store(t + 2 * ts, f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34)));
-          v128.store(t + 3 * ts, f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5));
+    const j0 = atomic.add<i32>(counter, step);
+    if (j0 >= jobs) break;
+    for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
+      const o = j / nr, R = R0 + j - o * nr;
+      const n = R / TH, th = R - n * TH;
+      const mrow = M + (<usize>(o * cs + (R - R0) * TW) << 2);
+      for (let tw = 0; tw < TW; tw += 4) {
+        const src = mrow + (<usize>tw << 2);
+        // Columns: tmp[k][jj] = (At M[.][jj])[k].
+        for (let jj = 0; jj < a; jj++) {
+          const p = src + <usize>jj * sx, s = <usize>a * sx;
+          const t = scratch + (<usize>jj << 4), ts: usize = <usize>a << 4;
+          const m0 = v128.load(p), m1 = v128.load(p + s), m2 = v128.load(p + 2 * s), m3 = v128.load(p + 3 * s);
+          if (m == 2) {
+            v128.store(t, f32x4.add(f32x4.add(m0, m1), m2));
+            v128.store(t + ts, f32x4.sub(f32x4.sub(m1, m2), m3));
+          } else {
+            const m4 = v128.load(p + 4 * s), m5 = v128.load(p + 5 * s);
+            const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
+            v128.store(t, f32x4.add(f32x4.add(m0, s12), s34));
+            v128.store(t + ts, f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34)));
+            v128.store(t + 2 * ts, f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34)));
+            v128.store(t + 3 * ts, f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5));
+          }
+        }
+        // Rows: y[k][l] = (At tmp[k][.])[l], four tiles interleaved into the output rows.
+        for (let k = 0; k < m; k++) {
+          const t = scratch + (<usize>(k * a) << 4);
+          const dst = rows + (<usize>(k * RW + tw * m) << 2);
+          const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32), m3 = v128.load(t, 48);
+          if (m == 2) {
+            const y0 = f32x4.add(f32x4.add(m0, m1), m2), y1 = f32x4.sub(f32x4.sub(m1, m2), m3);
+            v128.store(dst, v128.shuffle<f32>(y0, y1, 0, 4, 1, 5));
+            v128.store(dst, v128.shuffle<f32>(y0, y1, 2, 6, 3, 7), 16);
+          } else {
+            const m4 = v128.load(t, 64), m5 = v128.load(t, 80);
+            const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
+            const y0 = f32x4.add(f32x4.add(m0, s12), s34);
+            const y1 = f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34));
+            const y2 = f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34));
+            const y3 = f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5);
+            v128.store(dst, tcol(y0, y1, y2, y3, 0));
+            v128.store(dst, tcol(y0, y1, y2, y3, 1), 16);
+            v128.store(dst, tcol(y0, y1, y2, y3, 2), 32);
+            v128.store(dst, tcol(y0, y1, y2, y3, 3), 48);
+          }
         }
       }
-      // Rows: y[k][l] = (At tmp[k][.])[l], four tiles interleaved into the output rows.
-      for (let k = 0; k < m; k++) {
-        const t = scratch + (<usize>(k * a) << 4);
-        const dst = rows + (<usize>(k * RW + tw * m) << 2);
-        const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32), m3 = v128.load(t, 48);
-        if (m == 2) {
-          const y0 = f32x4.add(f32x4.add(m0, m1), m2), y1 = f32x4.sub(f32x4.sub(m1, m2), m3);
-          v128.store(dst, v128.shuffle<f32>(y0, y1, 0, 4, 1, 5));
-          v128.store(dst, v128.shuffle<f32>(y0, y1, 2, 6, 3, 7), 16);
-        } else {
-          const m4 = v128.load(t, 64), m5 = v128.load(t, 80);
-          const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
-          const y0 = f32x4.add(f32x4.add(m0, s12), s34);
-          const y1 = f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34));
-          const y2 = f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34));
-          const y3 = f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5);
-          v128.store(dst, tcol(y0, y1, y2, y3, 0));
-          v128.store(dst, tcol(y0, y1, y2, y3, 1), 16);
-          v128.store(dst, tcol(y0, y1, y2, y3, 2), 32);
-          v128.store(dst, tcol(y0, y1, y2, y3, 3), 48);
-        }
+      // The tile row's valid outputs, plus bias.
+      const bv: f32 = bias != 0 ? load<f32>(bias + (<usize>o << 2)) : 0;
+      const bb = f32x4.splat(bv);
+      const k1 = min(m, OH - th * m);
+      for (let k = 0; k < k1; k++) {
+        const s = rows + (<usize>(k * RW) << 2);
+        const d = y + (<usize>(((n * O + o) * OH + th * m + k) * OW) << 2);
+        let q = 0;
+        for (; q + 4 <= OW; q += 4) v128.store(d + (<usize>q << 2), f32x4.add(v128.load(s + (<usize>q << 2)), bb));
+        for (; q < OW; q++) store<f32>(d + (<usize>q << 2), load<f32>(s + (<usize>q << 2)) + bv);
       }
-    }
-    // The tile row's valid outputs, plus bias.
-    const bv: f32 = bias != 0 ? load<f32>(bias + (<usize>o << 2)) : 0;
-    const bb = f32x4.splat(bv);
-    const k1 = min(m, OH - th * m);
-    for (let k = 0; k < k1; k++) {
-      const s = rows + (<usize>(k * RW) << 2);
-      const d = y + (<usize>(((n * O + o) * OH + th * m + k) * OW) << 2);
-      let q = 0;
-      for (; q + 4 <= OW; q += 4) v128.store(d + (<usize>q << 2), f32x4.add(v128.load(s + (<usize>q << 2)), bb));
-      for (; q < OW; q++) store<f32>(d + (<usize>q << 2), load<f32>(s + (<usize>q << 2)) + bv);
     }
   }
 }
 
 /**
  * The output gradient's transform for the weight gradient: Z[xi][o][t] = (At^T dY_t At)[xi],
- * dY_t the m x m tile of dy [N, O, OH, OW] (zero past its edges). Jobs (o, tile row) from
- * `counter`; zs is Z's xi stride in elements. `scratch`: m*Wp floats plus a*a vectors.
+ * dY_t the m x m tile of dy [N, O, OH, OW] (zero past its edges). Jobs (o, `per` tile rows) from
+ * `counter`; cs and xs are Z's channel and xi strides in elements. `scratch`: m*Wp floats plus a*a vectors.
  */
 export function winoGradOut(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
-  R0: i32, R1: i32, zs: i32, counter: usize, scratch: usize): void {
+  R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
   const a = m + 2;
   const TW4 = (TW + 3) & ~3;
   const Wp = TW4 * m + 8;
   const nr = R1 - R0;
-  const jobs = O * nr;
-  const Tc = nr * TW;
+  const groups = (nr + per - 1) / per;
+  const jobs = O * groups;
   const tmp = scratch + (<usize>(m * Wp) << 2);
   const rowB = <usize>Wp << 2;
-  const sx = <usize>zs << 2;
+  const sx = <usize>xs << 2;
+  const step = claimSize(jobs);
   for (;;) {
-    const j = atomic.add<i32>(counter, 1);
-    if (j >= jobs) break;
-    const o = j / nr, R = R0 + j - o * nr;
-    const n = R / TH, th = R - n * TH;
-    strip(dy + (<usize>((n * O + o) * OH * OW) << 2), OH, OW, 0, 0, th * m, m, scratch, Wp);
-    const zrow = Z + (<usize>(o * Tc + (R - R0) * TW) << 2);
-    for (let tw = 0; tw < TW; tw += 4) {
-      const lanes = min(4, TW - tw);
-      // Rows: tmp[k][jj] = (At^T dY[k][.])[jj].
-      for (let k = 0; k < m; k++) {
-        const p = scratch + <usize>k * rowB + (<usize>(tw * m) << 2);
-        const t = tmp + (<usize>(k * a) << 4);
-        if (m == 2) {
-          const l0 = v128.load(p), l1 = v128.load(p, 16);
-          const y0 = v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), y1 = v128.shuffle<f32>(l0, l1, 1, 3, 5, 7);
-          atT2(y0, y1, t, 16, 4);
-        } else {
-          const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48);
-          atT4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3), t, 16, 4);
+    const j0 = atomic.add<i32>(counter, step);
+    if (j0 >= jobs) break;
+    for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
+      const o = j / groups, g = j - o * groups;
+      const Rg = R0 + g * per, Rend = min(R1, Rg + per);
+      for (let R = Rg; R < Rend; R++) {
+        const n = R / TH, th = R - n * TH;
+        strip(dy + (<usize>((n * O + o) * OH * OW) << 2), OH, OW, 0, 0, th * m, m, scratch, Wp);
+        const zrow = Z + (<usize>(o * cs + (R - R0) * TW) << 2);
+        for (let tw = 0; tw < TW; tw += 4) {
+          const lanes = min(4, TW - tw);
+          // Rows: tmp[k][jj] = (At^T dY[k][.])[jj].
+          for (let k = 0; k < m; k++) {
+            const p = scratch + <usize>k * rowB + (<usize>(tw * m) << 2);
+            const t = tmp + (<usize>(k * a) << 4);
+            if (m == 2) {
+              const l0 = v128.load(p), l1 = v128.load(p, 16);
+              const y0 = v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), y1 = v128.shuffle<f32>(l0, l1, 1, 3, 5, 7);
+              atT2(y0, y1, t, 16, 4);
+            } else {
+              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48);
+              atT4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3), t, 16, 4);
+            }
+          }
+          // Columns: Z[i*a + jj] = (At^T tmp[.][jj])[i].
+          const out = zrow + (<usize>tw << 2);
+          const rs: usize = <usize>a << 4;
+          for (let jj = 0; jj < a; jj++) {
+            const t = tmp + (<usize>jj << 4);
+            const o2 = out + <usize>jj * sx;
+            if (m == 2) atT2(v128.load(t), v128.load(t + rs), o2, <usize>a * sx, lanes);
+            else atT4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o2, <usize>a * sx, lanes);
+          }
         }
-      }
-      // Columns: Z[i*a + jj] = (At^T tmp[.][jj])[i].
-      const out = zrow + (<usize>tw << 2);
-      const rs: usize = <usize>a << 4;
-      for (let jj = 0; jj < a; jj++) {
-        const t = tmp + (<usize>jj << 4);
-        const o2 = out + <usize>jj * sx;
-        if (m == 2) atT2(v128.load(t), v128.load(t + rs), o2, <usize>a * sx, lanes);
-        else atT4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o2, <usize>a * sx, lanes);
       }
     }
   }

@@ -28,25 +28,37 @@ function geometry(attrs: Record<string, unknown>, x: readonly number[], w: reado
 }
 
 /**
- * The algorithm for one convolution: Winograd for stride-1 3x3 kernels (the data gradient
- * also needs padding <= 2 on every side, so that it is a plain convolution of dy), chosen by
- * the backend's `conv` option or, under 'auto', by the rule measured in the kernels README.
+ * The algorithm for one convolution of N images: Winograd for stride-1 3x3 kernels (the data
+ * gradient also needs padding <= 2 on every side, so that it is a plain convolution of dy),
+ * chosen by the backend's `conv` option or, under 'auto', by the rule measured in the kernels
+ * README.
  */
-export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly number[], kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
+export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly number[], kind: 'forward' | 'input' | 'weight', N: number): ConvAlgorithm {
   if (cv.KH !== 3 || cv.KW !== 3 || cv.sh !== 1 || cv.sw !== 1) return 'direct';
   if (kind === 'input' && pads.some((p) => p > 2)) return 'direct';
   const forced = b.convAlgorithm;
   if (forced !== 'auto') return forced;
-  return autoConv(cv, kind);
+  // The Winograd tiles cover the output of the transformed convolution: dx for the data gradient.
+  const [H, W] = kind === 'input' ? [cv.H, cv.W] : [cv.OH, cv.OW];
+  return autoConv(N, Math.min(cv.C, cv.O), H, W);
 }
 
+/** Tiles (over the whole batch) from which a Winograd GEMM has enough columns to pay. */
+const MIN_TILES = 64;
+/** Channels below which the transforms outweigh the GEMM (a tokenizer's RGB convolutions). */
+const MIN_CHANNELS = 16;
+
 /**
- * `auto` takes the direct path everywhere: measured on a quiet machine, F(4x4,3x3) ran at 0.71x
- * the direct path on config S's 32px forward (21.5 vs 15.2 ms) and F(2x2) at 0.99x, and `auto`
- * choosing F(4x4) made the demo's tokenizer step 1.9x slower (kernels README). Winograd stays
- * available through the `conv` option or IBQ_CONV for shapes where it is measured to pay.
+ * `auto`, measured on a quiet machine with 2 threads (kernels README): F(4x4,3x3) ran 1.9-3.3x the
+ * direct path on every layer of config S and of the official tokenizer with at least 64 of its
+ * 4x4 tiles, and no better than the direct path with 16 (the official 16px layer, batch 1), where
+ * F(2x2) ran 1.6-1.7x.
  */
-function autoConv(_cv: ConvGeometryDesc, _kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
+function autoConv(N: number, channels: number, H: number, W: number): ConvAlgorithm {
+  if (channels < MIN_CHANNELS) return 'direct';
+  const tiles = (m: number) => N * Math.ceil(H / m) * Math.ceil(W / m);
+  if (tiles(4) >= MIN_TILES) return 'winograd4';
+  if (tiles(2) >= MIN_TILES) return 'winograd2';
   return 'direct';
 }
 
@@ -57,7 +69,7 @@ function perImage(n: number, aStep: number, bStep: number, cStep: number): [numb
 registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
   const cv = geometry(attrs, x.shape, w.shape, y.shape);
   const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
-  const algo = chooseConv(b, cv, padsOf(attrs), 'forward');
+  const algo = chooseConv(b, cv, padsOf(attrs), 'forward', N);
   if (algo !== 'direct') {
     winogradConv(b, algo, {
       x: b.addr(x), w: b.addr(w), bias: bias ? b.addr(bias) : 0, y: b.addr(y),
@@ -82,7 +94,7 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
   const cv = geometry(attrs, dx.shape, w.shape, dy.shape);
   const N = dx.shape[0], HW = cv.H * cv.W, K = cv.O * cv.KH * cv.KW;
   const pads = padsOf(attrs);
-  const algo = chooseConv(b, cv, pads, 'input');
+  const algo = chooseConv(b, cv, pads, 'input', N);
   if (algo !== 'direct') {
     // dx = the full correlation of dy with the flipped kernel: a stride-1 convolution of dy
     // padded by 2 - p on each side, whose output is exactly H x W.
@@ -157,7 +169,7 @@ registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) =
     b.x.fill32(b.addr(dw), sizeOf(dw.shape), 0);
     return;
   }
-  const algo = chooseConv(b, cv, padsOf(attrs), 'weight');
+  const algo = chooseConv(b, cv, padsOf(attrs), 'weight', N);
   if (algo !== 'direct') {
     winogradWeightGrad(b, algo, {
       x: b.addr(x), dy: b.addr(dy), dw: b.addr(dw),

@@ -15,8 +15,36 @@ export type ConvAlgorithm = 'direct' | 'winograd2' | 'winograd4';
 
 /** Per-thread scratch of the kernel transforms (assembly/winograd.ts winoKernel: 3a + 9 + a*a vectors). */
 const TMP_BYTES = 1024;
-/** Jobs (channel x tile row) per thread below which a transform runs on the calling thread. */
+/** Jobs per thread below which a transform runs on the calling thread. */
 const MIN_JOBS = 8;
+/** Floats in a cache line (the allocator aligns to one). */
+const LINE_FLOATS = 16;
+
+/** n rounded up to whole cache lines: the channel stride of V, M and Z, so that each channel's row starts a line. */
+function lineUp(n: number): number {
+  return Math.ceil(n / LINE_FLOATS) * LINE_FLOATS;
+}
+
+/**
+ * The xi stride of V, M and Z (elements) for `rows` rows of `cs`: one cache line past a multiple
+ * of 4 KiB, so that the a*a planes a transform writes or reads at once fall in different L1 sets
+ * (a multiple of 4 KiB put all 36 of F(4x4)'s in one 8-way set).
+ */
+function planeStride(rows: number, cs: number): number {
+  const PAGE_FLOATS = 1024;
+  return Math.ceil((rows * cs) / PAGE_FLOATS) * PAGE_FLOATS + LINE_FLOATS;
+}
+
+/**
+ * Tile rows per job of the transforms that write V or Z: the fewest whose TW tiles fill whole
+ * cache lines, so that no two threads write one line (they did, one job per tile row, and two
+ * threads ran config S's 32px F(4x4) forward in 21 ms against one thread's 11 ms).
+ */
+function rowsPerJob(TW: number): number {
+  let g = LINE_FLOATS;
+  for (let t = TW; t !== 0; ) [g, t] = [t, g % t];
+  return LINE_FLOATS / g;
+}
 
 export function tileOf(algo: ConvAlgorithm): number {
   return algo === 'winograd4' ? 4 : 2;
@@ -80,29 +108,31 @@ export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv
   const m = tileOf(algo);
   const p = plan(m, c.N, c.OH, c.OW, c.Cin + c.Cout, b.winogradChunkBytes);
   const { a, TH, TW } = p;
+  const per = rowsPerJob(TW);
   const xi = a * a;
   const maxT = p.chunkRows * TW;
   const T = b.threads;
   const sf = scratchFloats(p) * 4;
-  withBytes(b, [xi * c.Cout * c.Cin * 4, xi * c.Cin * maxT * 4, xi * c.Cout * maxT * 4 + 64, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
+  withBytes(b, [xi * c.Cout * c.Cin * 4, xi * planeStride(c.Cin, lineUp(maxT)) * 4, xi * planeStride(c.Cout, lineUp(maxT)) * 4 + 64, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
     ([U, V, M, counter, tmp, ...scratch]) => {
       // w's own dims: [O, C] for the forward, [Cin, Cout] read flipped for the data gradient.
       if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
       else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
       for (let R0 = 0; R0 < p.rows; R0 += p.chunkRows) {
         const R1 = Math.min(p.rows, R0 + p.chunkRows);
-        const Tc = (R1 - R0) * TW;
-        runJobs(b, 'winoInput', c.Cin * (R1 - R0), counter, scratch,
-          (s) => [c.x, V, m, c.Cin, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, c.Cin * Tc, counter, s]);
+        const Tc = (R1 - R0) * TW, cs = lineUp(Tc);
+        const vs = planeStride(c.Cin, cs), ms = planeStride(c.Cout, cs);
+        runJobs(b, 'winoInput', c.Cin * Math.ceil((R1 - R0) / per), counter, scratch,
+          (s) => [c.x, V, m, c.Cin, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, per, cs, vs, counter, s]);
         runGemm(b, {
           M: c.Cout, N: Tc, K: c.Cin,
           a: U, sAm: c.Cin, sAk: 1,
-          bKind: B_MATRIX, b: V, sBk: Tc, sBn: 1,
-          c: M, ldc: Tc,
-          batches: Array.from({ length: xi }, (_, k) => [k * c.Cout * c.Cin * 4, k * c.Cin * Tc * 4, k * c.Cout * Tc * 4] as const),
+          bKind: B_MATRIX, b: V, sBk: cs, sBn: 1,
+          c: M, ldc: cs,
+          batches: Array.from({ length: xi }, (_, k) => [k * c.Cout * c.Cin * 4, k * vs * 4, k * ms * 4] as const),
         });
         runJobs(b, 'winoOutput', c.Cout * (R1 - R0), counter, scratch,
-          (s) => [M, c.y, c.bias, m, c.Cout, c.OH, c.OW, TH, TW, R0, R1, c.Cout * Tc, counter, s]);
+          (s) => [M, c.y, c.bias, m, c.Cout, c.OH, c.OW, TH, TW, R0, R1, cs, ms, counter, s]);
       }
     });
 }
@@ -119,27 +149,29 @@ export function winogradWeightGrad(b: CpuBackend, algo: ConvAlgorithm, c: Winogr
   const m = tileOf(algo);
   const p = plan(m, c.N, c.OH, c.OW, c.C + c.O, b.winogradChunkBytes);
   const { a, TH, TW } = p;
+  const per = rowsPerJob(TW);
   const xi = a * a;
   const maxT = p.chunkRows * TW;
   const T = b.threads;
   const sf = scratchFloats(p) * 4;
-  withBytes(b, [xi * c.O * c.C * 4 + 64, xi * c.C * maxT * 4, xi * c.O * maxT * 4, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
+  withBytes(b, [xi * c.O * c.C * 4 + 64, xi * planeStride(c.C, lineUp(maxT)) * 4, xi * planeStride(c.O, lineUp(maxT)) * 4, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
     ([dU, V, Z, counter, tmp, ...scratch]) => {
       for (let R0 = 0; R0 < p.rows; R0 += p.chunkRows) {
         const R1 = Math.min(p.rows, R0 + p.chunkRows);
-        const Tc = (R1 - R0) * TW;
-        runJobs(b, 'winoInput', c.C * (R1 - R0), counter, scratch,
-          (s) => [c.x, V, m, c.C, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, c.C * Tc, counter, s]);
-        runJobs(b, 'winoGradOut', c.O * (R1 - R0), counter, scratch,
-          (s) => [c.dy, Z, m, c.O, c.OH, c.OW, TH, TW, R0, R1, c.O * Tc, counter, s]);
+        const Tc = (R1 - R0) * TW, cs = lineUp(Tc);
+        const vs = planeStride(c.C, cs), zs = planeStride(c.O, cs);
+        runJobs(b, 'winoInput', c.C * Math.ceil((R1 - R0) / per), counter, scratch,
+          (s) => [c.x, V, m, c.C, c.H, c.W, c.pt, c.pl, TH, TW, R0, R1, per, cs, vs, counter, s]);
+        runJobs(b, 'winoGradOut', c.O * Math.ceil((R1 - R0) / per), counter, scratch,
+          (s) => [c.dy, Z, m, c.O, c.OH, c.OW, TH, TW, R0, R1, per, cs, zs, counter, s]);
         // dU[xi] [O, C] (+)= Z[xi] [O, Tc] . V[xi]^T [Tc, C]
         runGemm(b, {
           M: c.O, N: c.C, K: Tc,
-          a: Z, sAm: Tc, sAk: 1,
-          bKind: B_MATRIX, b: V, sBk: 1, sBn: Tc,
+          a: Z, sAm: cs, sAk: 1,
+          bKind: B_MATRIX, b: V, sBk: 1, sBn: cs,
           c: dU, ldc: c.C,
           accumulate: R0 > 0,
-          batches: Array.from({ length: xi }, (_, k) => [k * c.O * Tc * 4, k * c.C * Tc * 4, k * c.O * c.C * 4] as const),
+          batches: Array.from({ length: xi }, (_, k) => [k * zs * 4, k * vs * 4, k * c.O * c.C * 4] as const),
         });
       }
       const parts = b.split(c.O, Math.max(1, Math.ceil(4096 / Math.max(1, c.C))));
