@@ -1,11 +1,12 @@
 // cpu-backend specifics the parity harness does not cover: the build check, memory growth
-// and reuse, results independent of the thread count (GEMM tiles and quantizer units are
-// taken dynamically), and the quantizer's bounded memory. Norms and attention on larger shapes:
+// and reuse, results independent of the thread count (GEMM tiles and quantizer items and units
+// are taken dynamically), the quantizer's two schemes against reference and its bounded memory. Norms and attention on larger shapes:
 // cpu-norm-attention.test.ts.
 import { afterAll, describe, expect, it } from 'vitest';
 import { type TensorInfo, getOp, runOp } from '../src/index.js';
 import { checkCase, checkGradParity } from '../src/harness/index.js';
 import { CpuBackend } from '../src/backends/cpu/index.js';
+import { tokenItems } from '../src/backends/cpu/kernels/quantize.js';
 import { rand, upload } from './cpu-helpers.js';
 
 const one = new CpuBackend({ threads: 1 });
@@ -87,21 +88,50 @@ describe('cpu backend', () => {
     }
   });
 
+  // Shapes of both quantizer schemes (kernels/quantize.ts): token items with several items and a
+  // short last one (config S's codebook of 1024), token items in one short item, and codebook
+  // units (a codebook past TOKEN_ITEMS_MAX_CODES).
+  const quantizerShapes = [
+    { T: 300, N: 1024, D: 16, items: true },
+    { T: 100, N: 3000, D: 12, items: true },
+    { T: 40, N: 20000, D: 8, items: false },
+  ];
+
+  it('takes token items for small codebooks and codebook units for large ones', () => {
+    for (const { T, N, items } of quantizerShapes) expect(tokenItems(T, N) !== null, `${T} x ${N}`).toBe(items);
+    expect(tokenItems(300, 1024)).toEqual({ lanes: 64, items: 5, Tp: 320 });
+    expect(tokenItems(6, 7)).toEqual({ lanes: 8, items: 1, Tp: 8 });
+    // The benchmark's large shapes keep the bounded-memory units.
+    expect(tokenItems(4096, 16384)).toBeNull();
+    expect(tokenItems(1024, 262144)).toBeNull();
+  });
+
   it('gives bit-identical quantizer results on 1 and 2 threads', () => {
-    const T = 100, N = 3000, D = 12;
-    const Z = rand(T * D, 12, 0.5), E = rand(N * D, 13, 0.5), DZQ = rand(T * D, 14);
-    const attrs = { beta: 0.25, temperature: 0.05 };
-    const outs = [one, two].map((b) => {
-      const z = upload(b, Z, [T, D]), e = upload(b, E, [N, D]), dzq = upload(b, DZQ, [T, D]);
-      const dl = upload(b, Float32Array.from([1, 0.1, 0.2, 0.3]), [4]);
-      const fwd = runOp(b, 'ibq_quantize', [z, e], attrs);
-      const [indices, , , lse, lseT, avgP] = fwd;
-      const grads = runOp(b, 'ibq_quantize_grad', [dzq, dl, z, e, indices, lse, lseT, avgP], attrs);
-      const r = [...fwd, ...grads].map((t) => Array.from(read(b, t)));
-      for (const t of [z, e, dzq, dl, ...fwd, ...grads]) b.release(t.buffer);
-      return r;
-    });
-    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], `output ${i}`).toEqual(outs[0][i]);
+    for (const { T, N, D } of quantizerShapes) {
+      const Z = rand(T * D, 12, 0.5), E = rand(N * D, 13, 0.5), DZQ = rand(T * D, 14);
+      const attrs = { beta: 0.25, temperature: 0.05 };
+      const outs = [one, two].map((b) => {
+        const z = upload(b, Z, [T, D]), e = upload(b, E, [N, D]), dzq = upload(b, DZQ, [T, D]);
+        const dl = upload(b, Float32Array.from([1, 0.1, 0.2, 0.3]), [4]);
+        const fwd = runOp(b, 'ibq_quantize', [z, e], attrs);
+        const [indices, , , lse, lseT, avgP] = fwd;
+        const grads = runOp(b, 'ibq_quantize_grad', [dzq, dl, z, e, indices, lse, lseT, avgP], attrs);
+        const r = [...fwd, ...grads].map((t) => Array.from(read(b, t)));
+        for (const t of [z, e, dzq, dl, ...fwd, ...grads]) b.release(t.buffer);
+        return r;
+      });
+      for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], `${T} x ${N} x ${D}: output ${i}`).toEqual(outs[0][i]);
+    }
+  });
+
+  it('matches reference with both quantizer schemes, values and gradients', async () => {
+    const def = getOp('ibq_quantize');
+    const entries = { kind: 'uniform', lo: -0.2, hi: 0.2 } as const;
+    for (const { T, N, D } of quantizerShapes) {
+      const c = { name: `${T} x ${N} x ${D}`, shapes: [[T, D], [N, D]], attrs: { beta: 0.25, temperature: 0.01 }, domains: [entries, entries] };
+      expect((await checkCase(two, def, c)).failure, c.name).toBeNull();
+      expect((await checkGradParity(two, def, c)).failure, `${c.name} (gradients)`).toBeNull();
+    }
   });
 
   it('quantizes against a 262144-row codebook without a [tokens x codebook] buffer, whatever the chunk', () => {

@@ -81,6 +81,8 @@ export interface CpuExports {
   ibqFwdPass2(cache: number, ldc: number, rows: number, n0: number, tb: number, invTau: number, lseT: number, acc: number, chunk: number, chunkMax: number, w: number): void;
   /** assembly/quantize.ts (usize, i32, usize, i32, i32, f32, usize, usize, i32, usize): void */
   ibqFwdPass2Units(table: number, units: number, counter: number, ldc: number, tb: number, invTau: number, lseT: number, acc: number, chunk: number, w: number): void;
+  /** assembly/quantize.ts (usize, i32, usize, i32, i32, i32, i32, f32, f64, i32, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize): void */
+  ibqFwdTokenItems(desc: number, items: number, counter: number, T: number, D: number, N: number, lanes: number, invTau: number, invTauD: number, chunk: number, ind: number, lse: number, lseT: number, ent: number, accParts: number, offsets: number, bufA: number, bufB: number, cache: number, stats: number, st: number, chunkMax: number, lseTl: number): void;
   /** assembly/quantize.ts (usize, usize, usize, usize, i32, i32, i32, f32, usize): void */
   ibqGradHardPath(g: number, z: number, codebook: number, ind: number, T: number, D: number, N: number, kb: number, dE: number): void;
   /** assembly/quantize.ts (usize, usize, usize, usize, i32, i32, usize, i32, i32, f32, usize, usize, usize, usize, usize): void */
@@ -95,6 +97,8 @@ export interface CpuExports {
   ibqGradPassBUnits(table: number, units: number, counter: number, offsets: number, bufA: number, bufB: number, lp: number, tb: number, invTau: number, lse: number, lseT: number, c: number, sums: number, gsSc: number, gaSc: number, D: number): void;
   /** assembly/quantize.ts (usize, usize, usize, usize, i32, i32, i32, f32, f32, usize, usize): void */
   ibqGradSetup(dzq: number, z: number, codebook: number, ind: number, T: number, D: number, N: number, gq: number, M: number, g: number, dz: number): void;
+  /** assembly/quantize.ts (usize, usize, usize, i32, usize, i32, i32, i32, i32, i32, f32, usize, usize, usize, f32, f32, usize, usize, usize, usize, usize, usize, usize, usize, usize): void */
+  ibqGradTokenItems(descL: number, descG: number, descDz: number, items: number, counter: number, T: number, D: number, N: number, lanes: number, Tp: number, invTau: number, lse: number, lseT: number, c: number, gsSc: number, gaSc: number, cache: number, offsets: number, bufA: number, bufB: number, lseL: number, lseTL: number, partial: number, sums: number, st: number): void;
   /** assembly/norm.ts (usize, usize, usize, usize, usize, usize, i32, f64, i32, i32): void */
   layerNorm(x: number, w: number, b: number, y: number, mean: number, rstd: number, D: number, eps: number, r0: number, r1: number): void;
   /** assembly/norm.ts (usize, usize, usize, usize, usize, usize, usize, usize, i32, i32, i32, i32): void */
@@ -157,12 +161,12 @@ export const CPU_EXPORT_NAMES: readonly CpuExportName[] = [
   'copy4', 'crossEntropy', 'crossEntropyGrad', 'emaUpdate', 'erf64', 'expSumShifted',
   'extremeRun', 'fill32', 'gatherRows', 'gemm', 'gemmTiles', 'groupNorm',
   'groupNormGrad', 'groupNormGradChannels', 'heapBase', 'ibqFwdPass1', 'ibqFwdPass1State', 'ibqFwdPass1Units',
-  'ibqFwdPass2', 'ibqFwdPass2Units', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState', 'ibqGradPassAUnits',
-  'ibqGradPassB', 'ibqGradPassBUnits', 'ibqGradSetup', 'layerNorm', 'layerNormGrad', 'philoxFill',
-  'pool2d', 'reduce', 'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope',
-  'scatterAddRows', 'siluGrad', 'softmax', 'sqDiffSum', 'sumRun', 'unary',
-  'upsample2x', 'upsample2xGrad', 'where', 'winoGradOut', 'winoInput', 'winoKernel',
-  'winoKernelGrad', 'winoOutput',
+  'ibqFwdPass2', 'ibqFwdPass2Units', 'ibqFwdTokenItems', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState',
+  'ibqGradPassAUnits', 'ibqGradPassB', 'ibqGradPassBUnits', 'ibqGradSetup', 'ibqGradTokenItems', 'layerNorm',
+  'layerNormGrad', 'philoxFill', 'pool2d', 'reduce', 'resizeBilinear', 'rmsNorm',
+  'rmsNormGrad', 'rope', 'scatterAddRows', 'siluGrad', 'softmax', 'sqDiffSum',
+  'sumRun', 'unary', 'upsample2x', 'upsample2xGrad', 'where', 'winoGradOut',
+  'winoInput', 'winoKernel', 'winoKernelGrad', 'winoOutput',
 ];
 
 /** Integer constants of each assembly module (op codes, descriptor fields, sizes). */

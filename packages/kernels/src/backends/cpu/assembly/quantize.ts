@@ -209,14 +209,24 @@ export function ibqGradPassAState(lp: i32): i32 {
 /**
  * Backward pass A for one unit's rows and one token block: the GEMM of [z; g] block
  * against the rows gives L^T (lanes [0, lp)) and G^T (lanes [lp, 2lp)) in the cache
- * (row stride 2 lp); then per-token partial sums over the rows: softDot = sum soft G,
- * H = -sum p log p, cDot = sum c p (f64, 3 x lp at `partial`). Rows are walked in order with
- * the per-lane sums in `st` (ibqGradPassAState bytes).
+ * (row stride 2 lp); then gradSums over the rows.
  */
 export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usize, lp: i32, tb: i32,
   cache: usize, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize, c: usize, partial: usize, st: usize): void {
   // B columns: tokens [0, tb) of z, then [lp, lp + tb) of g (padding lanes are zero rows).
   gemm(desc, offsets, 0, 1, 0, rows, 0, 2 * lp, bufA, bufB);
+  const L = <usize>lp << 2;
+  gradSums(cache, L << 1, L, lp, rows, n0, invTau, lse, lseT, c, partial, st);
+}
+
+/**
+ * Per-token partial sums over codebook rows [n0, n0+rows) of logits L^T and G^T = E.g^T held
+ * in `cache` (row stride `ldr` bytes, G^T at `gOff` bytes after L^T in a row), lanes [0, lp):
+ * softDot = sum soft G, H = -sum p log p, cDot = sum c p (f64, 3 x lp at `partial`). Rows are
+ * walked in order with the per-lane sums in `st` (ibqGradPassAState bytes).
+ */
+function gradSums(cache: usize, ldr: usize, gOff: usize, lp: i32, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize,
+  c: usize, partial: usize, st: usize): void {
   const invT = f32x4.splat(invTau);
   const L = <usize>lp << 2;
   const aS = st, aH = aS + L, aC = aH + L, tS = aC + L, tH = tS + L, tC = tH + L;
@@ -226,7 +236,7 @@ export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usi
     const cn = f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)));
     for (let g: usize = 0; g < L; g += 16) {
       const l = v128.load(row + g);
-      const gv = v128.load(row + L + g);
+      const gv = v128.load(row + gOff + g);
       const soft = expv(f32x4.sub(l, v128.load(lse + g)));
       const logp = f32x4.sub(f32x4.mul(l, invT), v128.load(lseT + g));
       const p = expv(logp);
@@ -234,7 +244,7 @@ export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usi
       v128.store(aH + g, f32x4.sub(v128.load(aH + g), f32x4.mul(p, logp)));
       v128.store(aC + g, f32x4.add(v128.load(aC + g), f32x4.mul(p, cn)));
     }
-    row += L << 1;
+    row += ldr;
     if ((n & 255) == 255) {
       // Fold every 256 rows (kept as f32x4 pairs of partial sums).
       for (let g: usize = 0; g < L; g += 16) {
@@ -254,11 +264,24 @@ export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usi
 
 /**
  * Backward pass B for one thread's rows and one token block: dlogits into the L^T lanes of
- * the cache, then dz_part = dlogits . E_rows (descDz) and dcodebook_rows += dlogits^T . z
- * (descDe). sums holds softDot, H, cDot per lane (f32, 3 x lp); sc = 1/(T tau).
+ * the cache (gradDlogits), then dz_part = dlogits . E_rows (descDz) and dcodebook_rows +=
+ * dlogits^T . z (descDe).
  */
 export function ibqGradPassB(descDz: usize, descDe: usize, offsets: usize, bufA: usize, bufB: usize, lp: i32, tb: i32,
   cache: usize, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize, c: usize, sums: usize, gsSc: f32, gaSc: f32, D: i32): void {
+  const L = <usize>lp << 2;
+  gradDlogits(cache, L << 1, L, lp, tb, rows, n0, invTau, lse, lseT, c, sums, gsSc, gaSc);
+  gemm(descDz, offsets, 0, 1, 0, tb, 0, D, bufA, bufB);
+  gemm(descDe, offsets, 0, 1, 0, rows, 0, D, bufA, bufB);
+}
+
+/**
+ * dlogits over codebook rows [n0, n0+rows) into the L^T lanes of `cache` (layout as in
+ * gradSums; lanes >= tb get 0). sums holds softDot, H, cDot per lane (f32, 3 x lp);
+ * sc = 1/(T tau).
+ */
+function gradDlogits(cache: usize, ldr: usize, gOff: usize, lp: i32, tb: i32, rows: i32, n0: i32, invTau: f32,
+  lse: usize, lseT: usize, c: usize, sums: usize, gsSc: f32, gaSc: f32): void {
   const invT = f32x4.splat(invTau);
   const L = <usize>lp << 2;
   const softDot = sums, H = sums + L, cDot = sums + (L << 1);
@@ -268,7 +291,7 @@ export function ibqGradPassB(descDz: usize, descDe: usize, offsets: usize, bufA:
     const cn = f32x4.splat(load<f32>(c + (<usize>(n0 + n) << 2)));
     for (let g: usize = 0; g < L; g += 16) {
       const l = v128.load(row + g);
-      const gv = v128.load(row + L + g);
+      const gv = v128.load(row + gOff + g);
       const soft = expv(f32x4.sub(l, v128.load(lse + g)));
       const logp = f32x4.sub(f32x4.mul(l, invT), v128.load(lseT + g));
       const p = expv(logp);
@@ -277,10 +300,8 @@ export function ibqGradPassB(descDz: usize, descDe: usize, offsets: usize, bufA:
       dl = f32x4.add(dl, f32x4.mul(ga, f32x4.mul(p, f32x4.sub(cn, v128.load(cDot + g)))));
       v128.store(row + g, v128.and(dl, laneMask(<i32>(g >> 2), tb)));
     }
-    row += L << 1;
+    row += ldr;
   }
-  gemm(descDz, offsets, 0, 1, 0, tb, 0, D, bufA, bufB);
-  gemm(descDe, offsets, 0, 1, 0, rows, 0, D, bufA, bufB);
 }
 
 /** dcodebook[ind_t] += g_t + kb r_t for every token with a valid index (serial: rows repeat). */
@@ -367,5 +388,91 @@ export function addParts(x: usize, count: i32, stride: i32, y: usize, i0: i32, i
     let p = x + o;
     for (let u = 0; u < count; u++) { acc += load<f32>(p); p += st; }
     store<f32>(y + o, acc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token items, for codebooks small enough (kernels/quantize.ts decides from the shape): a work
+// item is a block of `lanes` tokens against the WHOLE codebook, so each token's statistics are
+// complete inside one item (no merge across units, no barrier between the passes), and threads
+// take items from the counter. Everything an item computes belongs to it (its tokens' outputs,
+// its avg_p partial, its tokens' columns of the backward cache and rows of dz), so results do not
+// depend on which thread takes which item.
+
+/** Writes the three u32 byte offsets (A, B, C) that gemm adds to a descriptor's addresses. */
+@inline function setOffsets(offsets: usize, a: usize, b: usize, c: usize): void {
+  store<u32>(offsets, <u32>a);
+  store<u32>(offsets, <u32>b, 4);
+  store<u32>(offsets, <u32>c, 8);
+}
+
+/**
+ * Forward over token items: per item, the logits of all N codes against its tokens (`desc`:
+ * A = codebook, B = z, C = 0 + this thread's `cache` [N, lanes]), ibqFwdPass1, then per token
+ * the first argmax (`ind`), lse and lseT (f32) and its entropy -sum p log p (`ent`, f64), then
+ * ibqFwdPass2 into the item's own avg_p partial (`accParts` + item N f64). Per-thread scratch:
+ * cache, stats (lanes STAT_FIELDS f64), st (ibqFwdPass1State), chunkMax, lseTl (lanes f32),
+ * offsets (12 bytes).
+ */
+export function ibqFwdTokenItems(desc: usize, items: i32, counter: usize, T: i32, D: i32, N: i32, lanes: i32,
+  invTau: f32, invTauD: f64, chunk: i32, ind: usize, lse: usize, lseT: usize, ent: usize, accParts: usize,
+  offsets: usize, bufA: usize, bufB: usize, cache: usize, stats: usize, st: usize, chunkMax: usize, lseTl: usize): void {
+  for (;;) {
+    const it = atomic.add<i32>(counter, 1);
+    if (it >= items) break;
+    const t0 = it * lanes, tb = min(lanes, T - t0);
+    setOffsets(offsets, 0, <usize>t0 * D * 4, cache);
+    ibqFwdPass1(desc, offsets, bufA, bufB, tb, cache, lanes, N, 0, invTau, chunk, stats, st, chunkMax);
+    memory.fill(lseTl, 0, <usize>lanes << 2);
+    for (let j = 0; j < tb; j++) {
+      const s = stats + <usize>j * STAT_FIELDS * 8;
+      const max = load<f64>(s), sum = load<f64>(s, 16), sumT = load<f64>(s, 24), s1 = load<f64>(s, 32);
+      const t = <usize>(t0 + j);
+      store<i32>(ind + (t << 2), <i32>load<f64>(s, 8));
+      store<f32>(lse + (t << 2), <f32>(max + Math.log(sum)));
+      const lt = <f32>(max * invTauD + Math.log(sumT));
+      store<f32>(lseT + (t << 2), lt);
+      store<f32>(lseTl + (<usize>j << 2), lt);
+      // H = -sum p log p with p = e^((l-max)/tau) / sumT.
+      store<f64>(ent + (t << 3), Math.log(sumT) - (invTauD * s1) / sumT);
+    }
+    const acc = accParts + <usize>it * N * 8;
+    memory.fill(acc, 0, <usize>N << 3);
+    ibqFwdPass2(cache, lanes, N, 0, tb, invTau, lseTl, acc, chunk, chunkMax, st);
+  }
+}
+
+/**
+ * Backward over token items. The host holds one cache for all tokens: row n (stride 2 Tp f32,
+ * Tp = items x lanes) has L^T of every token in [0, Tp) and G^T in [Tp, 2 Tp). Per item: the
+ * GEMMs of its z rows (descL) and g rows (descG) against all N codes into its columns,
+ * gradSums, gradDlogits (dlogits replace L^T; lanes past T get 0), then dz rows of its tokens
+ * += dlogits^T . E (descDz, accumulating). The host then computes dcodebook = dlogits . z over
+ * all tokens in one GEMM. Per-thread scratch: offsets, lseL and lseTL (lanes f32), partial
+ * (3 lanes f64), sums (3 lanes f32), st (ibqGradPassAState).
+ */
+export function ibqGradTokenItems(descL: usize, descG: usize, descDz: usize, items: i32, counter: usize, T: i32, D: i32, N: i32,
+  lanes: i32, Tp: i32, invTau: f32, lse: usize, lseT: usize, c: usize, gsSc: f32, gaSc: f32, cache: usize,
+  offsets: usize, bufA: usize, bufB: usize, lseL: usize, lseTL: usize, partial: usize, sums: usize, st: usize): void {
+  const ldr = <usize>Tp << 3, gOff = <usize>Tp << 2;
+  for (;;) {
+    const it = atomic.add<i32>(counter, 1);
+    if (it >= items) break;
+    const t0 = it * lanes, tb = min(lanes, T - t0);
+    const zOff = <usize>t0 * D * 4, col = <usize>t0 << 2;
+    setOffsets(offsets, 0, zOff, col);
+    gemm(descL, offsets, 0, 1, 0, N, 0, tb, bufA, bufB);
+    setOffsets(offsets, 0, zOff, gOff + col);
+    gemm(descG, offsets, 0, 1, 0, N, 0, tb, bufA, bufB);
+    const lb = <usize>lanes << 2, tbb = <usize>tb << 2;
+    memory.fill(lseL, 0, lb);
+    memory.fill(lseTL, 0, lb);
+    memory.copy(lseL, lse + col, tbb);
+    memory.copy(lseTL, lseT + col, tbb);
+    gradSums(cache + col, ldr, gOff, lanes, N, 0, invTau, lseL, lseTL, c, partial, st);
+    for (let j = 0; j < 3 * lanes; j++) store<f32>(sums + (<usize>j << 2), <f32>load<f64>(partial + (<usize>j << 3)));
+    gradDlogits(cache + col, ldr, gOff, lanes, tb, N, 0, invTau, lseL, lseTL, c, sums, gsSc, gaSc);
+    setOffsets(offsets, col, 0, zOff);
+    gemm(descDz, offsets, 0, 1, 0, tb, 0, D, bufA, bufB);
   }
 }

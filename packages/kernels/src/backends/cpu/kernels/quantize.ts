@@ -1,17 +1,25 @@
 // cpu kernels for src/ops/quantize.ts (the fused IBQ quantizer; math in assembly/quantize.ts).
-// The codebook is cut into units of rows (their number depends on N only, never on the thread
-// count); tokens go through in blocks of `lanes`. Per block each unit keeps only the logits of
-// its rows against the block ([rows, lanes]): memory is O(N x lanes), bounded by CACHE_BUDGET,
-// never O(T x N). Threads take units from a shared counter in every pass (dynamic scheduling: a
-// thread the OS delays takes fewer). Per-token statistics of the units merge here on the host in
-// unit order (tiny); avg_p and dcodebook rows belong to one unit each, and dz's block partials
-// are added in unit order, so results are the same on any number of threads.
+// Two schemes, chosen from the shape only (never the thread count), so results are the same on
+// any number of threads:
+// - token items (small codebooks, `tokenItems`): a work item is a block of TOKEN_LANES tokens
+//   against the whole codebook, so each token's statistics are complete inside one item: the
+//   forward is one pool job, the backward two (items, then one dcodebook GEMM over all tokens
+//   from a [codes x 2 tokens] cache). avg_p partials per item are added in item order.
+// - codebook units (large codebooks): the codebook is cut into units of rows (their number
+//   depends on N only); tokens go through in blocks of `lanes`. Per block each unit keeps only
+//   the logits of its rows against the block ([rows, lanes]): memory is O(N x lanes), bounded by
+//   CACHE_BUDGET, never O(T x N). Per-token statistics of the units merge here on the host in
+//   unit order (tiny); avg_p and dcodebook rows belong to one unit each, and dz's block partials
+//   are added in unit order.
+// Threads take items or units from a shared counter in every pass (dynamic scheduling: a thread
+// the OS delays takes fewer).
 
 import { registerKernel } from '../../../dispatch.js';
 import { AVG_ENTROPY_EPS, quantizeAttrs } from '../../../ops/quantize.js';
+import type { TensorInfo } from '../../../types.js';
 import type { CpuBackend } from '../backend.js';
 import { ASM, type CpuArgs, type CpuExportName } from '../wasm-interface.js';
-import { B_MATRIX, DESC_BYTES, gemmScratch, writeDesc } from './gemm.js';
+import { B_MATRIX, DESC_BYTES, gemmScratch, runGemm, writeDesc } from './gemm.js';
 
 const C = 'cpu';
 /**
@@ -22,6 +30,21 @@ const CACHE_BUDGET = 64 << 20;
 const { STAT_FIELDS } = ASM.quantize;
 /** Codebook rows per online-softmax merge when `chunk` is not given. */
 const DEFAULT_CHUNK = 1024;
+
+/** Tokens per token item (fewer when T is smaller; a multiple of 4: the SIMD lanes). */
+const TOKEN_LANES = 64;
+/** Largest codebook for token items: each thread holds the logits of a whole item ([N, TOKEN_LANES] f32, 4 MiB). */
+const TOKEN_ITEMS_MAX_CODES = 16384;
+
+/** Token items' lanes and padded token count, or null when the shape takes codebook units. */
+export function tokenItems(T: number, N: number): { lanes: number; items: number; Tp: number } | null {
+  const lanes = Math.min(TOKEN_LANES, Math.ceil(T / 4) * 4);
+  const items = Math.ceil(T / lanes);
+  const Tp = items * lanes;
+  // The backward's cache holds L^T and G^T of every token: 2 x N x Tp f32, within the budget.
+  if (T === 0 || N > TOKEN_ITEMS_MAX_CODES || 2 * N * Tp * 4 > CACHE_BUDGET) return null;
+  return { lanes, items, Tp };
+}
 
 /** Tokens per block (a multiple of 4: the SIMD lanes), from the cache budget. */
 function laneCount(T: number, N: number, widthFactor: number): number {
@@ -88,6 +111,18 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
   const [T, D] = z.shape;
   const N = codebook.shape[0];
   const invTau = 1 / tau;
+  const chunkRows = chunk ?? DEFAULT_CHUNK;
+  const plan = tokenItems(T, N);
+  if (plan) {
+    const arena = new Arena(b);
+    try {
+      const { avgSums, entropySum } = forwardTokenItems(b, arena, z, codebook, [indices, lse, lseT], invTau, chunkRows, plan);
+      finishForward(b, z, codebook, [indices, zq, losses, avgP], beta, avgSums, entropySum);
+    } finally {
+      arena.free();
+    }
+    return;
+  }
   const lanes = laneCount(T, N, 1);
   const ranges = unitRanges(b, N);
   const U = ranges.length;
@@ -101,7 +136,6 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
     const acc = arena.bytes(N * 8);
     const lseTBlock = arena.bytes(lanes * 4);
     const descs = arena.bytes(U * DESC_BYTES), cache = arena.bytes(N * lanes * 4), stats = arena.bytes(U * lanes * STAT_FIELDS * 8);
-    const chunkRows = chunk ?? DEFAULT_CHUNK;
     const chunkMaxBytes = ranges.map(([n0, n1]) => Math.ceil((n1 - n0) / chunkRows) * lanes * 4);
     const chunkMax = arena.bytes(chunkMaxBytes.reduce((a, x) => a + x, 0));
     let cmAt = chunkMax;
@@ -168,32 +202,98 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
     m.i32.set(ind, b.addr(indices) / 4);
     m.f32.set(lseOut, b.addr(lse) / 4);
     m.f32.set(lseTOut, b.addr(lseT) / 4);
-    b.x.gatherRows(ep, N, D, b.addr(indices), b.addr(zq), 0, T);
-    const sqErr = b.x.sqDiffSum(b.addr(zq), zp, T * D) as number;
-    const accView = new Float64Array(m.i32.buffer, acc, N);
-    const avgOut = new Float32Array(N);
-    let avgEntropy = 0;
-    for (let n = 0; n < N; n++) {
-      const a = accView[n] / T;
-      avgOut[n] = a;
-      avgEntropy -= a * Math.log(a + AVG_ENTROPY_EPS);
-    }
-    m.f32.set(avgOut, b.addr(avgP) / 4);
-    const mse = sqErr / (T * D);
-    const sampleEntropy = entropySum / T;
-    m.f32.set([mse + mse + beta * mse, sampleEntropy, avgEntropy, sampleEntropy - avgEntropy], b.addr(losses) / 4);
+    finishForward(b, z, codebook, [indices, zq, losses, avgP], beta, new Float64Array(m.i32.buffer, acc, N).slice(), entropySum);
   } finally {
     arena.free();
   }
 });
+
+/**
+ * The forward after the statistics: zq, the squared error, avg_p (from `avgSums`, the sum of
+ * p over tokens per code) and its entropy, the four losses.
+ */
+function finishForward(b: CpuBackend, z: TensorInfo, codebook: TensorInfo, [indices, zq, losses, avgP]: TensorInfo[], beta: number,
+  avgSums: Float64Array, entropySum: number): void {
+  const [T, D] = z.shape;
+  const N = codebook.shape[0];
+  const zp = b.addr(z), ep = b.addr(codebook);
+  b.x.gatherRows(ep, N, D, b.addr(indices), b.addr(zq), 0, T);
+  const sqErr = b.x.sqDiffSum(b.addr(zq), zp, T * D) as number;
+  const avgOut = new Float32Array(N);
+  let avgEntropy = 0;
+  for (let n = 0; n < N; n++) {
+    const a = avgSums[n] / T;
+    avgOut[n] = a;
+    avgEntropy -= a * Math.log(a + AVG_ENTROPY_EPS);
+  }
+  const m = b.mem();
+  m.f32.set(avgOut, b.addr(avgP) / 4);
+  const mse = sqErr / (T * D);
+  const sampleEntropy = entropySum / T;
+  m.f32.set([mse + mse + beta * mse, sampleEntropy, avgEntropy, sampleEntropy - avgEntropy], b.addr(losses) / 4);
+}
+
+/** Per-thread scratch regions of `sizes` bytes each (64-byte aligned), one set per thread. */
+function threadRegions(b: CpuBackend, arena: Arena, sizes: number[]): number[][] {
+  const aligned = sizes.map((n) => Math.ceil(n / 64) * 64);
+  const per = aligned.reduce((x, y) => x + y, 0);
+  const base = arena.bytes(per * b.threads);
+  return Array.from({ length: b.threads }, (_, t) => {
+    let at = base + t * per;
+    return aligned.map((n) => {
+      const p = at;
+      at += n;
+      return p;
+    });
+  });
+}
+
+/**
+ * The forward's statistics over token items (one pool job): writes indices, lse and lseT;
+ * returns the sum of p over tokens per code (item partials added in item order) and the sum of
+ * the tokens' entropies (in token order).
+ */
+function forwardTokenItems(b: CpuBackend, arena: Arena, z: TensorInfo, codebook: TensorInfo, [indices, lse, lseT]: TensorInfo[],
+  invTau: number, chunkRows: number, { lanes, items }: { lanes: number; items: number }): { avgSums: Float64Array; entropySum: number } {
+  const [T, D] = z.shape;
+  const N = codebook.shape[0];
+  const bufs = gemmScratch(b);
+  const desc = arena.bytes(DESC_BYTES), counter = arena.bytes(64);
+  const ent = arena.bytes(T * 8), accParts = arena.bytes(items * N * 8);
+  const scratch = threadRegions(b, arena, [
+    12, N * lanes * 4, lanes * STAT_FIELDS * 8, b.x.ibqFwdPass1State(lanes) as number, Math.ceil(N / chunkRows) * lanes * 4, lanes * 4,
+  ]);
+  // Logits [N, lanes] of all codes against an item's tokens: B = z (offset per item), C in the thread's cache (offset).
+  writeDesc(b, desc, {
+    M: N, N: lanes, K: D,
+    a: b.addr(codebook), sAm: D, sAk: 1,
+    bKind: B_MATRIX, b: b.addr(z), sBk: 1, sBn: D,
+    c: 0, ldc: lanes,
+  });
+  b.mem().i32[counter / 4] = 0;
+  b.pool.run('ibqFwdTokenItems', Array.from({ length: Math.min(b.threads, items) }, (_, t) => {
+    const [offsets, cache, stats, st, chunkMax, lseTl] = scratch[t];
+    return [desc, items, counter, T, D, N, lanes, invTau, invTau, chunkRows, b.addr(indices), b.addr(lse), b.addr(lseT), ent, accParts,
+      offsets, bufs[t].a, bufs[t].b, cache, stats, st, chunkMax, lseTl];
+  }));
+  const m = b.mem();
+  const entropies = new Float64Array(m.i32.buffer, ent, T);
+  let entropySum = 0;
+  for (let t = 0; t < T; t++) entropySum += entropies[t];
+  const parts = new Float64Array(m.i32.buffer, accParts, items * N);
+  const avgSums = new Float64Array(N);
+  for (let i = 0; i < items; i++) for (let n = 0; n < N; n++) avgSums[n] += parts[i * N + n];
+  return { avgSums, entropySum };
+}
 
 registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codebook, indices, lse, lseT, avgP], [dz, dcodebook], attrs) => {
   const { beta, temperature: tau } = quantizeAttrs('ibq_quantize_grad', attrs);
   const [T, D] = z.shape;
   const N = codebook.shape[0];
   const invTau = 1 / tau;
-  const lanes = laneCount(T, N, 2);
-  const ranges = unitRanges(b, N);
+  const plan = tokenItems(T, N);
+  const lanes = plan ? 0 : laneCount(T, N, 2);
+  const ranges = plan ? [] : unitRanges(b, N);
   const U = ranges.length;
   const bufs = gemmScratch(b);
   const arena = new Arena(b);
@@ -207,8 +307,21 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
     const gbuf = arena.bytes(T * D * 4);
     b.x.ibqGradSetup(b.addr(dzq), zp, ep, b.addr(indices), T, D, N, gq, M, gbuf, dzp);
     b.x.fill32(dEp, N * D, 0);
-    const offsets = arena.bytes(12);
     const cvec = arena.bytes(N * 4);
+    m = b.mem();
+    // d avg_entropy / d avg_p_n.
+    const av = m.f32.subarray(b.addr(avgP) / 4, b.addr(avgP) / 4 + N);
+    const cv = new Float32Array(m.i32.buffer, cvec, N);
+    for (let n = 0; n < N; n++) {
+      const a = av[n];
+      cv[n] = -(Math.log(a + AVG_ENTROPY_EPS) + a / (a + AVG_ENTROPY_EPS));
+    }
+    if (plan) {
+      backwardTokenItems(b, arena, z, codebook, gbuf, [lse, lseT], cvec, invTau, gs * sc, ga * sc, dzp, dEp, plan);
+      b.x.ibqGradHardPath(gbuf, zp, ep, b.addr(indices), T, D, N, (2 * beta * gq) / M, dEp);
+      return;
+    }
+    const offsets = arena.bytes(12);
     const zg = arena.bytes(2 * lanes * D * 4);
     const lseB = arena.bytes(lanes * 4), lseTB = arena.bytes(lanes * 4), sums = arena.bytes(3 * lanes * 4);
     const counter = arena.bytes(64);
@@ -225,13 +338,6 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
     const st = arena.bytes(stBytes * b.threads);
     m = b.mem();
     new Uint32Array(m.i32.buffer, offsets, 3).fill(0);
-    // d avg_entropy / d avg_p_n.
-    const av = m.f32.subarray(b.addr(avgP) / 4, b.addr(avgP) / 4 + N);
-    const cv = new Float32Array(m.i32.buffer, cvec, N);
-    for (let n = 0; n < N; n++) {
-      const a = av[n];
-      cv[n] = -(Math.log(a + AVG_ENTROPY_EPS) + a / (a + AVG_ENTROPY_EPS));
-    }
     const lseAll = m.f32.slice(b.addr(lse) / 4, b.addr(lse) / 4 + T);
     const lseTAll = m.f32.slice(b.addr(lseT) / 4, b.addr(lseT) / 4 + T);
     for (let t0 = 0; t0 < T; t0 += lanes) {
@@ -287,3 +393,36 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
     arena.free();
   }
 });
+
+/**
+ * The backward's soft path over token items: dz rows += dlogits . E per item (one pool job),
+ * then dcodebook = dlogits^T . z over all tokens (one GEMM) from the cache of every token's
+ * dlogits ([N, 2 Tp] f32: L^T then G^T per row, dlogits replacing L^T).
+ */
+function backwardTokenItems(b: CpuBackend, arena: Arena, z: TensorInfo, codebook: TensorInfo, gbuf: number, [lse, lseT]: TensorInfo[],
+  cvec: number, invTau: number, gsSc: number, gaSc: number, dzp: number, dEp: number,
+  { lanes, items, Tp }: { lanes: number; items: number; Tp: number }): void {
+  const [T, D] = z.shape;
+  const N = codebook.shape[0];
+  const zp = b.addr(z), ep = b.addr(codebook);
+  const bufs = gemmScratch(b);
+  const descs = arena.bytes(3 * DESC_BYTES), counter = arena.bytes(64);
+  const cache = arena.bytes(N * 2 * Tp * 4);
+  const scratch = threadRegions(b, arena, [12, lanes * 4, lanes * 4, 3 * lanes * 8, 3 * lanes * 4, b.x.ibqGradPassAState(lanes) as number]);
+  const [descL, descG, descDz] = [0, 1, 2].map((i) => descs + i * DESC_BYTES);
+  // L^T and G^T of an item's tokens against all codes (B and C offsets per item).
+  writeDesc(b, descL, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: zp, sBk: 1, sBn: D, c: cache, ldc: 2 * Tp });
+  writeDesc(b, descG, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: gbuf, sBk: 1, sBn: D, c: cache, ldc: 2 * Tp });
+  // dz rows of the item += dlogits^T . E (A and C offsets per item).
+  writeDesc(b, descDz, {
+    M: lanes, N: D, K: N, a: cache, sAm: 1, sAk: 2 * Tp, bKind: B_MATRIX, b: ep, sBk: D, sBn: 1, c: dzp, ldc: D, accumulate: true,
+  });
+  b.mem().i32[counter / 4] = 0;
+  b.pool.run('ibqGradTokenItems', Array.from({ length: Math.min(b.threads, items) }, (_, t) => {
+    const [offsets, lseL, lseTL, partial, sums, st] = scratch[t];
+    return [descL, descG, descDz, items, counter, T, D, N, lanes, Tp, invTau, b.addr(lse), b.addr(lseT), cvec, gsSc, gaSc, cache,
+      offsets, bufs[t].a, bufs[t].b, lseL, lseTL, partial, sums, st];
+  }));
+  // dcodebook = dlogits . z: [N, T] (the L^T columns of the cache) times [T, D].
+  runGemm(b, { M: N, N: D, K: T, a: cache, sAm: 2 * Tp, sAk: 1, bKind: B_MATRIX, b: zp, sBk: D, sBn: 1, c: dEp, ldc: D, batches: [[0, 0, 0]] });
+}
