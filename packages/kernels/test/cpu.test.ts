@@ -88,22 +88,25 @@ describe('cpu backend', () => {
     }
   });
 
-  // Shapes of both quantizer schemes (kernels/quantize.ts): token items with several items and a
-  // short last one (config S's codebook of 1024), token items in one short item, and codebook
-  // units (a codebook past TOKEN_ITEMS_MAX_CODES).
+  // Shapes of both quantizer schemes (kernels/quantize.ts), [forward, backward] taking token
+  // items: several items and a short last one (config S's codebook of 1024); one short item; a
+  // forward by items whose backward cache would pass the budget; codebook units.
   const quantizerShapes = [
-    { T: 300, N: 1024, D: 16, items: true },
-    { T: 100, N: 3000, D: 12, items: true },
-    { T: 40, N: 20000, D: 8, items: false },
+    { T: 300, N: 1024, D: 16, items: [true, true] },
+    { T: 100, N: 3000, D: 12, items: [true, true] },
+    { T: 1400, N: 4096, D: 4, items: [true, false] },
+    { T: 40, N: 5000, D: 8, items: [false, false] },
   ];
 
   it('takes token items for small codebooks and codebook units for large ones', () => {
-    for (const { T, N, items } of quantizerShapes) expect(tokenItems(T, N) !== null, `${T} x ${N}`).toBe(items);
-    expect(tokenItems(300, 1024)).toEqual({ lanes: 64, items: 5, Tp: 320 });
-    expect(tokenItems(6, 7)).toEqual({ lanes: 8, items: 1, Tp: 8 });
+    for (const { T, N, items } of quantizerShapes) {
+      expect([false, true].map((backward) => tokenItems(T, N, backward) !== null), `${T} x ${N}`).toEqual(items);
+    }
+    expect(tokenItems(300, 1024, true)).toEqual({ lanes: 64, items: 5, Tp: 320 });
+    expect(tokenItems(6, 7, true)).toEqual({ lanes: 8, items: 1, Tp: 8 });
     // The benchmark's large shapes keep the bounded-memory units.
-    expect(tokenItems(4096, 16384)).toBeNull();
-    expect(tokenItems(1024, 262144)).toBeNull();
+    expect(tokenItems(4096, 16384, false)).toBeNull();
+    expect(tokenItems(1024, 262144, false)).toBeNull();
   });
 
   it('gives bit-identical quantizer results on 1 and 2 threads', () => {

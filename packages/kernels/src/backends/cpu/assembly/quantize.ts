@@ -216,18 +216,21 @@ export function ibqGradPassA(desc: usize, offsets: usize, bufA: usize, bufB: usi
   // B columns: tokens [0, tb) of z, then [lp, lp + tb) of g (padding lanes are zero rows).
   gemm(desc, offsets, 0, 1, 0, rows, 0, 2 * lp, bufA, bufB);
   const L = <usize>lp << 2;
-  gradSums(cache, L << 1, L, lp, rows, n0, invTau, lse, lseT, c, partial, st);
+  gradSums(cache, L << 1, L, 0, lp, rows, n0, invTau, lse, lseT, c, partial, st, 0, 0);
 }
 
 /**
  * Per-token partial sums over codebook rows [n0, n0+rows) of logits L^T and G^T = E.g^T held
  * in `cache` (row stride `ldr` bytes, G^T at `gOff` bytes after L^T in a row), lanes [0, lp):
  * softDot = sum soft G, H = -sum p log p, cDot = sum c p (f64, 3 x lp at `partial`). Rows are
- * walked in order with the per-lane sums in `st` (ibqGradPassAState bytes).
+ * walked in order with the per-lane sums in `st` (ibqGradPassAState bytes). With `pOff` > 0
+ * the row keeps what dlogits needs (gradDlogitsKept), so it needs no exp again: soft in the
+ * L^T lanes, X = soft G + p (ga c - gs log p) in the G^T lanes, p at `pOff` bytes.
  */
-function gradSums(cache: usize, ldr: usize, gOff: usize, lp: i32, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize,
-  c: usize, partial: usize, st: usize): void {
+function gradSums(cache: usize, ldr: usize, gOff: usize, pOff: usize, lp: i32, rows: i32, n0: i32, invTau: f32, lse: usize, lseT: usize,
+  c: usize, partial: usize, st: usize, gsSc: f32, gaSc: f32): void {
   const invT = f32x4.splat(invTau);
+  const gs = f32x4.splat(gsSc), ga = f32x4.splat(gaSc);
   const L = <usize>lp << 2;
   const aS = st, aH = aS + L, aC = aH + L, tS = aC + L, tH = tS + L, tC = tH + L;
   memory.fill(st, 0, L * 6);
@@ -240,9 +243,15 @@ function gradSums(cache: usize, ldr: usize, gOff: usize, lp: i32, rows: i32, n0:
       const soft = expv(f32x4.sub(l, v128.load(lse + g)));
       const logp = f32x4.sub(f32x4.mul(l, invT), v128.load(lseT + g));
       const p = expv(logp);
-      v128.store(aS + g, f32x4.add(v128.load(aS + g), f32x4.mul(soft, gv)));
-      v128.store(aH + g, f32x4.sub(v128.load(aH + g), f32x4.mul(p, logp)));
-      v128.store(aC + g, f32x4.add(v128.load(aC + g), f32x4.mul(p, cn)));
+      const sg = f32x4.mul(soft, gv), pl = f32x4.mul(p, logp), pc = f32x4.mul(p, cn);
+      v128.store(aS + g, f32x4.add(v128.load(aS + g), sg));
+      v128.store(aH + g, f32x4.sub(v128.load(aH + g), pl));
+      v128.store(aC + g, f32x4.add(v128.load(aC + g), pc));
+      if (pOff) {
+        v128.store(row + g, soft);
+        v128.store(row + gOff + g, f32x4.add(sg, f32x4.sub(f32x4.mul(ga, pc), f32x4.mul(gs, pl))));
+        v128.store(row + pOff + g, p);
+      }
     }
     row += ldr;
     if ((n & 255) == 255) {
@@ -259,6 +268,24 @@ function gradSums(cache: usize, ldr: usize, gOff: usize, lp: i32, rows: i32, n0:
     store<f64>(partial + (j << 3), <f64>(load<f32>(tS + q) + load<f32>(aS + q)));
     store<f64>(partial + (<usize>(lp + <i32>j) << 3), <f64>(load<f32>(tH + q) + load<f32>(aH + q)));
     store<f64>(partial + (<usize>(2 * lp + <i32>j) << 3), <f64>(load<f32>(tC + q) + load<f32>(aC + q)));
+  }
+}
+
+/**
+ * dlogits from what gradSums kept (soft, X, p): X - softDot soft - k p with k = gs H + ga cDot,
+ * the terms of gradDlogits regrouped, into the L^T lanes (lanes >= tb get 0). `sk` holds
+ * softDot then k per lane (f32, 2 x lp).
+ */
+function gradDlogitsKept(cache: usize, ldr: usize, gOff: usize, pOff: usize, lp: i32, tb: i32, rows: i32, sk: usize): void {
+  const L = <usize>lp << 2;
+  let row = cache;
+  for (let n = 0; n < rows; n++) {
+    for (let g: usize = 0; g < L; g += 16) {
+      const dl = f32x4.sub(f32x4.sub(v128.load(row + gOff + g), f32x4.mul(v128.load(sk + g), v128.load(row + g))),
+        f32x4.mul(v128.load(sk + L + g), v128.load(row + pOff + g)));
+      v128.store(row + g, v128.and(dl, laneMask(<i32>(g >> 2), tb)));
+    }
+    row += ldr;
   }
 }
 
@@ -443,18 +470,19 @@ export function ibqFwdTokenItems(desc: usize, items: i32, counter: usize, T: i32
 }
 
 /**
- * Backward over token items. The host holds one cache for all tokens: row n (stride 2 Tp f32,
- * Tp = items x lanes) has L^T of every token in [0, Tp) and G^T in [Tp, 2 Tp). Per item: the
- * GEMMs of its z rows (descL) and g rows (descG) against all N codes into its columns,
- * gradSums, gradDlogits (dlogits replace L^T; lanes past T get 0), then dz rows of its tokens
- * += dlogits^T . E (descDz, accumulating). The host then computes dcodebook = dlogits . z over
- * all tokens in one GEMM. Per-thread scratch: offsets, lseL and lseTL (lanes f32), partial
- * (3 lanes f64), sums (3 lanes f32), st (ibqGradPassAState).
+ * Backward over token items. The host holds one cache for all tokens: row n (stride 3 Tp f32,
+ * Tp = items x lanes) has L^T of every token in [0, Tp), G^T in [Tp, 2 Tp) and room for p in
+ * [2 Tp, 3 Tp). Per item: the GEMMs of its z rows (descL) and g rows (descG) against all N codes
+ * into its columns, gradSums keeping soft, X and p, gradDlogitsKept (dlogits replace L^T; lanes
+ * past T get 0), then dz rows of its tokens += dlogits^T . E (descDz, accumulating). The host
+ * then computes dcodebook = dlogits . z over all tokens in one GEMM. Per-thread scratch:
+ * offsets, lseL and lseTL (lanes f32), partial (3 lanes f64), sums (2 lanes f32), st
+ * (ibqGradPassAState).
  */
 export function ibqGradTokenItems(descL: usize, descG: usize, descDz: usize, items: i32, counter: usize, T: i32, D: i32, N: i32,
   lanes: i32, Tp: i32, invTau: f32, lse: usize, lseT: usize, c: usize, gsSc: f32, gaSc: f32, cache: usize,
   offsets: usize, bufA: usize, bufB: usize, lseL: usize, lseTL: usize, partial: usize, sums: usize, st: usize): void {
-  const ldr = <usize>Tp << 3, gOff = <usize>Tp << 2;
+  const gOff = <usize>Tp << 2, pOff = gOff << 1, ldr = gOff * 3;
   for (;;) {
     const it = atomic.add<i32>(counter, 1);
     if (it >= items) break;
@@ -469,9 +497,16 @@ export function ibqGradTokenItems(descL: usize, descG: usize, descDz: usize, ite
     memory.fill(lseTL, 0, lb);
     memory.copy(lseL, lse + col, tbb);
     memory.copy(lseTL, lseT + col, tbb);
-    gradSums(cache + col, ldr, gOff, lanes, N, 0, invTau, lseL, lseTL, c, partial, st);
-    for (let j = 0; j < 3 * lanes; j++) store<f32>(sums + (<usize>j << 2), <f32>load<f64>(partial + (<usize>j << 3)));
-    gradDlogits(cache + col, ldr, gOff, lanes, tb, N, 0, invTau, lseL, lseTL, c, sums, gsSc, gaSc);
+    gradSums(cache + col, ldr, gOff, pOff, lanes, N, 0, invTau, lseL, lseTL, c, partial, st, gsSc, gaSc);
+    // softDot, then k = gs H + ga cDot, per lane (f32, as gradDlogits has them).
+    const L = <usize>lanes << 2;
+    for (let j: usize = 0; j < <usize>lanes; j++) {
+      const q = j << 2;
+      store<f32>(sums + q, <f32>load<f64>(partial + (j << 3)));
+      const h = <f32>load<f64>(partial + ((<usize>lanes + j) << 3)), cd = <f32>load<f64>(partial + ((<usize>(2 * lanes) + j) << 3));
+      store<f32>(sums + L + q, gsSc * h + gaSc * cd);
+    }
+    gradDlogitsKept(cache + col, ldr, gOff, pOff, lanes, tb, N, sums);
     setOffsets(offsets, col, 0, zOff);
     gemm(descDz, offsets, 0, 1, 0, tb, 0, D, bufA, bufB);
   }

@@ -4,7 +4,8 @@
 // - token items (small codebooks, `tokenItems`): a work item is a block of TOKEN_LANES tokens
 //   against the whole codebook, so each token's statistics are complete inside one item: the
 //   forward is one pool job, the backward two (items, then one dcodebook GEMM over all tokens
-//   from a [codes x 2 tokens] cache). avg_p partials per item are added in item order.
+//   from a [codes x 3 tokens] cache, so only where that fits CACHE_BUDGET). avg_p partials per
+//   item are added in item order.
 // - codebook units (large codebooks): the codebook is cut into units of rows (their number
 //   depends on N only); tokens go through in blocks of `lanes`. Per block each unit keeps only
 //   the logits of its rows against the block ([rows, lanes]): memory is O(N x lanes), bounded by
@@ -33,16 +34,22 @@ const DEFAULT_CHUNK = 1024;
 
 /** Tokens per token item (fewer when T is smaller; a multiple of 4: the SIMD lanes). */
 const TOKEN_LANES = 64;
-/** Largest codebook for token items: each thread holds the logits of a whole item ([N, TOKEN_LANES] f32, 4 MiB). */
-const TOKEN_ITEMS_MAX_CODES = 16384;
+/**
+ * Largest codebook for token items: each thread holds the logits of a whole item ([N, TOKEN_LANES]
+ * f32, 1 MiB). (Measured under load at 256 tokens x 16384 codes x 256: token items ~8% slower
+ * than codebook units, whose [rows, lanes] cache stays in L2 between its GEMM and its passes.)
+ */
+const TOKEN_ITEMS_MAX_CODES = 4096;
 
-/** Token items' lanes and padded token count, or null when the shape takes codebook units. */
-export function tokenItems(T: number, N: number): { lanes: number; items: number; Tp: number } | null {
+/**
+ * Token items' lanes and padded token count, or null when the shape takes codebook units. The
+ * backward also needs its cache of every token's logits (3 x N x Tp f32) within CACHE_BUDGET.
+ */
+export function tokenItems(T: number, N: number, backward: boolean): { lanes: number; items: number; Tp: number } | null {
   const lanes = Math.min(TOKEN_LANES, Math.ceil(T / 4) * 4);
   const items = Math.ceil(T / lanes);
   const Tp = items * lanes;
-  // The backward's cache holds L^T and G^T of every token: 2 x N x Tp f32, within the budget.
-  if (T === 0 || N > TOKEN_ITEMS_MAX_CODES || 2 * N * Tp * 4 > CACHE_BUDGET) return null;
+  if (T === 0 || N > TOKEN_ITEMS_MAX_CODES || (backward && 3 * N * Tp * 4 > CACHE_BUDGET)) return null;
   return { lanes, items, Tp };
 }
 
@@ -112,7 +119,7 @@ registerKernel<CpuBackend>('ibq_quantize', C, (b, [z, codebook], [indices, zq, l
   const N = codebook.shape[0];
   const invTau = 1 / tau;
   const chunkRows = chunk ?? DEFAULT_CHUNK;
-  const plan = tokenItems(T, N);
+  const plan = tokenItems(T, N, false);
   if (plan) {
     const arena = new Arena(b);
     try {
@@ -291,7 +298,7 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
   const [T, D] = z.shape;
   const N = codebook.shape[0];
   const invTau = 1 / tau;
-  const plan = tokenItems(T, N);
+  const plan = tokenItems(T, N, true);
   const lanes = plan ? 0 : laneCount(T, N, 2);
   const ranges = plan ? [] : unitRanges(b, N);
   const U = ranges.length;
@@ -397,7 +404,7 @@ registerKernel<CpuBackend>('ibq_quantize_grad', C, (b, [dzq, dlosses, z, codeboo
 /**
  * The backward's soft path over token items: dz rows += dlogits . E per item (one pool job),
  * then dcodebook = dlogits^T . z over all tokens (one GEMM) from the cache of every token's
- * dlogits ([N, 2 Tp] f32: L^T then G^T per row, dlogits replacing L^T).
+ * dlogits ([N, 3 Tp] f32: L^T, G^T and p per row, dlogits replacing L^T).
  */
 function backwardTokenItems(b: CpuBackend, arena: Arena, z: TensorInfo, codebook: TensorInfo, gbuf: number, [lse, lseT]: TensorInfo[],
   cvec: number, invTau: number, gsSc: number, gaSc: number, dzp: number, dEp: number,
@@ -407,15 +414,15 @@ function backwardTokenItems(b: CpuBackend, arena: Arena, z: TensorInfo, codebook
   const zp = b.addr(z), ep = b.addr(codebook);
   const bufs = gemmScratch(b);
   const descs = arena.bytes(3 * DESC_BYTES), counter = arena.bytes(64);
-  const cache = arena.bytes(N * 2 * Tp * 4);
-  const scratch = threadRegions(b, arena, [12, lanes * 4, lanes * 4, 3 * lanes * 8, 3 * lanes * 4, b.x.ibqGradPassAState(lanes) as number]);
+  const cache = arena.bytes(N * 3 * Tp * 4);
+  const scratch = threadRegions(b, arena, [12, lanes * 4, lanes * 4, 3 * lanes * 8, 2 * lanes * 4, b.x.ibqGradPassAState(lanes) as number]);
   const [descL, descG, descDz] = [0, 1, 2].map((i) => descs + i * DESC_BYTES);
   // L^T and G^T of an item's tokens against all codes (B and C offsets per item).
-  writeDesc(b, descL, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: zp, sBk: 1, sBn: D, c: cache, ldc: 2 * Tp });
-  writeDesc(b, descG, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: gbuf, sBk: 1, sBn: D, c: cache, ldc: 2 * Tp });
+  writeDesc(b, descL, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: zp, sBk: 1, sBn: D, c: cache, ldc: 3 * Tp });
+  writeDesc(b, descG, { M: N, N: lanes, K: D, a: ep, sAm: D, sAk: 1, bKind: B_MATRIX, b: gbuf, sBk: 1, sBn: D, c: cache, ldc: 3 * Tp });
   // dz rows of the item += dlogits^T . E (A and C offsets per item).
   writeDesc(b, descDz, {
-    M: lanes, N: D, K: N, a: cache, sAm: 1, sAk: 2 * Tp, bKind: B_MATRIX, b: ep, sBk: D, sBn: 1, c: dzp, ldc: D, accumulate: true,
+    M: lanes, N: D, K: N, a: cache, sAm: 1, sAk: 3 * Tp, bKind: B_MATRIX, b: ep, sBk: D, sBn: 1, c: dzp, ldc: D, accumulate: true,
   });
   b.mem().i32[counter / 4] = 0;
   b.pool.run('ibqGradTokenItems', Array.from({ length: Math.min(b.threads, items) }, (_, t) => {
@@ -424,5 +431,5 @@ function backwardTokenItems(b: CpuBackend, arena: Arena, z: TensorInfo, codebook
       offsets, bufs[t].a, bufs[t].b, lseL, lseTL, partial, sums, st];
   }));
   // dcodebook = dlogits . z: [N, T] (the L^T columns of the cache) times [T, D].
-  runGemm(b, { M: N, N: D, K: T, a: cache, sAm: 2 * Tp, sAk: 1, bKind: B_MATRIX, b: zp, sBk: D, sBn: 1, c: dEp, ldc: D, batches: [[0, 0, 0]] });
+  runGemm(b, { M: N, N: D, K: T, a: cache, sAm: 3 * Tp, sAk: 1, bKind: B_MATRIX, b: zp, sBk: D, sBn: 1, c: dEp, ldc: D, batches: [[0, 0, 0]] });
 }
