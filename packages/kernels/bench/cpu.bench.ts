@@ -9,9 +9,9 @@
 //   direct path, the normalised MSE against the reference backend (on at most 2 images of at
 //   most 32x32 with the layer's channels),
 //   and which algorithm 'auto' takes;
-//   ibq_quantize forward, and forward+backward, for 4096 tokens x 16384 codes x 256 dims and
-//   1024 tokens x 262144 codes x 256 dims (with peak memory). The quantizer's peers run its
-//   forward core: matmul + softmax + argmax;
+//   ibq_quantize forward, and forward+backward, for 1024 tokens x 1024 codes x 64 dims (config
+//   S's quantizer), 4096 tokens x 16384 codes x 256 dims and 1024 tokens x 262144 codes x 256
+//   dims (with peak memory). The quantizer's peers run its forward core: matmul + softmax + argmax;
 //   attention, forward and forward+backward: the IBQ mid-block shape (one head of 512 over
 //   16x16 tokens) and an AR shape (16 causal heads of 64 over 256 tokens); ONNX Runtime runs
 //   the forward as MatMul, Mul, (Add of a causal mask), Softmax, MatMul;
@@ -397,6 +397,8 @@ export async function run(o: BenchOptions): Promise<void> {
       for (const [N, C, O, H, W, layer] of layers) await benchConvAlgorithms(N, C, O, H, W, layer);
     }
     if (want('ibq_quantize')) {
+      // Config S's quantizer (16 images of 32x32 -> 1024 tokens, 1024 codes of 64): token items.
+      await benchQuantizer(q ? 256 : 1024, 1024, 64, false);
       await benchQuantizer(q ? 256 : 4096, q ? 2048 : 16384, q ? 64 : 256, false);
       await benchQuantizer(q ? 64 : 1024, q ? 16384 : 262144, q ? 64 : 256, true);
     }
