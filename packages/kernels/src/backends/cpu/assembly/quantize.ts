@@ -1,8 +1,10 @@
-// The fused IBQ quantizer. Each thread owns a range of codebook rows; tokens go through in
-// blocks. For one block a thread computes the transposed logits of its rows, L^T = E . z^T
-// ([rows, lanes], one GEMM, cached for the block only), then reduces them per token with the
-// tokens in SIMD lanes: per-token statistics merge across threads on the host. Memory is
-// O(rows x block), never O(tokens x codebook).
+// The fused IBQ quantizer. A work unit computes the transposed logits of some codebook rows
+// against a block of tokens, L^T = E . z^T ([rows, lanes], one GEMM), then reduces them per
+// token with the tokens in SIMD lanes. Codebook units (large codebooks) take a range of rows
+// per unit while tokens go through in blocks, with per-token statistics merged across units on
+// the host (memory O(rows x block), never O(tokens x codebook)); token items (small codebooks,
+// at the end of this file) take all rows against one block of tokens, so a token's statistics
+// are complete inside its item. kernels/quantize.ts picks the scheme from the shape.
 
 import { gemm } from './gemm';
 import { expv, hsum64 } from './vmath';
