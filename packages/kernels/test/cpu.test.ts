@@ -104,6 +104,9 @@ describe('cpu backend', () => {
     }
     expect(tokenItems(300, 1024, true)).toEqual({ lanes: 64, items: 5, Tp: 320 });
     expect(tokenItems(6, 7, true)).toEqual({ lanes: 8, items: 1, Tp: 8 });
+    // The forward's avg_p partials stay within the budget too: 2^21 tokens in 32768 items of 4096 codes would take 1 GiB.
+    expect(tokenItems(1 << 17, 4096, false)).not.toBeNull();
+    expect(tokenItems(1 << 21, 4096, false)).toBeNull();
     // The benchmark's large shapes keep the bounded-memory units.
     expect(tokenItems(4096, 16384, false)).toBeNull();
     expect(tokenItems(1024, 262144, false)).toBeNull();

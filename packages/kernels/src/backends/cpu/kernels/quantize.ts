@@ -42,14 +42,16 @@ const TOKEN_LANES = 64;
 const TOKEN_ITEMS_MAX_CODES = 4096;
 
 /**
- * Token items' lanes and padded token count, or null when the shape takes codebook units. The
- * backward also needs its cache of every token's logits (3 x N x Tp f32) within CACHE_BUDGET.
+ * Token items' lanes and padded token count, or null when the shape takes codebook units. What
+ * grows with T stays within CACHE_BUDGET: the forward's avg_p partials (items x N f64), the
+ * backward's cache of every token's logits (3 x N x Tp f32).
  */
 export function tokenItems(T: number, N: number, backward: boolean): { lanes: number; items: number; Tp: number } | null {
   const lanes = Math.min(TOKEN_LANES, Math.ceil(T / 4) * 4);
   const items = Math.ceil(T / lanes);
   const Tp = items * lanes;
-  if (T === 0 || N > TOKEN_ITEMS_MAX_CODES || (backward && 3 * N * Tp * 4 > CACHE_BUDGET)) return null;
+  const bytes = backward ? 3 * N * Tp * 4 : items * N * 8;
+  if (T === 0 || N > TOKEN_ITEMS_MAX_CODES || bytes > CACHE_BUDGET) return null;
   return { lanes, items, Tp };
 }
 
