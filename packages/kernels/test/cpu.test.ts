@@ -67,11 +67,17 @@ describe('cpu backend', () => {
       const [cv] = runOp(b, 'conv2d', [x, w], conv);
       const [dx] = runOp(b, 'conv2d_grad_input', [dy, w], { ...conv, inputSize: [40, 42] });
       const [dw] = runOp(b, 'conv2d_grad_weight', [x, dy], { ...conv, kernelSize: [3, 3] });
-      const r = [mm, cv, dx, dw].map((t) => Array.from(read(b, t)));
-      for (const t of [a, bb, x, w, dy, mm, cv, dx, dw]) b.release(t.buffer);
+      // A 1x1 convolution (plain-matrix operands) whose batch-summed weight gradient is one C-sized tile per image.
+      const w1 = upload(b, W.subarray(0, 24 * 16), [24, 16, 1, 1]), dy1 = upload(b, rand(3 * 24 * 40 * 42, 12), [3, 24, 40, 42]);
+      const pw = { stride: [1, 1], padding: [0, 0, 0, 0] };
+      const [dx1] = runOp(b, 'conv2d_grad_input', [dy1, w1], { ...pw, inputSize: [40, 42] });
+      const [dw1] = runOp(b, 'conv2d_grad_weight', [x, dy1], { ...pw, kernelSize: [1, 1] });
+      const r = [mm, cv, dx, dw, dx1, dw1].map((t) => Array.from(read(b, t)));
+      for (const t of [a, bb, x, w, dy, mm, cv, dx, dw, w1, dy1, dx1, dw1]) b.release(t.buffer);
       return r;
     });
-    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], ['matmul', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'][i]).toEqual(outs[0][i]);
+    const names = ['matmul', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', '1x1 conv2d_grad_input', '1x1 conv2d_grad_weight'];
+    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], names[i]).toEqual(outs[0][i]);
   });
 
   it('matches reference on convolutions large enough for several GEMM tiles and threads', async () => {
