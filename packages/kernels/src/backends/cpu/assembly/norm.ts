@@ -104,38 +104,15 @@ function affineSiluRun(x: usize, y: usize, n: i32, m: f32, a: f32, c: f32): void
   for (; i < n; i++) { const o = <usize>i << 2; store<f32>(y + o, f32x4.extract_lane(siluv(affine1(x, o, mv, av, cv)), 0)); }
 }
 
-/**
- * dh[i] = silu'(h) dy[i] with h = (x[i] - m) * a + c recomputed, over n contiguous floats, and in the
- * same pass the sums groupNormGrad takes of its dy, A = sum dh and B = sum dh*(x - m) (f32x4 blocks
- * folded into f64, as sumRun and dotDevRun), stored as an f64 pair at `sums`.
- */
-function siluGradAffineSums(dy: usize, x: usize, dh: usize, n: i32, m: f32, a: f32, c: f32, sums: usize): void {
+/** dh[i] = silu'(h) dy[i] with h = (x[i] - m) * a + c recomputed, over n contiguous floats (dh may be dy). */
+function siluGradAffineRun(dy: usize, x: usize, dh: usize, n: i32, m: f32, a: f32, c: f32): void {
   const mv = f32x4.splat(m), av = f32x4.splat(a), cv = f32x4.splat(c);
-  let A: f64 = 0, B: f64 = 0;
   let i = 0;
-  while (i + 4 <= n) {
-    let accA = f32x4.splat(0), accB = f32x4.splat(0);
-    const end = min(n, i + BLOCK) & ~3;
-    for (; i < end; i += 4) {
-      const o = <usize>i << 2;
-      const x4 = v128.load(x + o);
-      const d = siluGradv(f32x4.add(f32x4.mul(f32x4.sub(x4, mv), av), cv), v128.load(dy + o));
-      v128.store(dh + o, d);
-      accA = f32x4.add(accA, d);
-      accB = f32x4.add(accB, f32x4.mul(d, f32x4.sub(x4, mv)));
-    }
-    A += hsum64(accA);
-    B += hsum64(accB);
-  }
+  for (; i + 4 <= n; i += 4) { const o = <usize>i << 2; v128.store(dh + o, siluGradv(affine4(x, o, mv, av, cv), v128.load(dy + o))); }
   for (; i < n; i++) {
     const o = <usize>i << 2;
-    const d = f32x4.extract_lane(siluGradv(affine1(x, o, mv, av, cv), f32x4.splat(load<f32>(dy + o))), 0);
-    store<f32>(dh + o, d);
-    A += <f64>d;
-    B += <f64>d * (<f64>load<f32>(x + o) - <f64>m);
+    store<f32>(dh + o, f32x4.extract_lane(siluGradv(affine1(x, o, mv, av, cv), f32x4.splat(load<f32>(dy + o))), 0));
   }
-  store<f64>(sums, A);
-  store<f64>(sums, B, 8);
 }
 
 /**
@@ -223,8 +200,8 @@ export function groupNormSilu(x: usize, w: usize, b: usize, y: usize, mean: usiz
 /**
  * Backward over sets [s0, s1): dx, and per (n, c) the sums A = sum g, B = sum g*(x - mean)
  * (f64 pairs at sums[(n*C + c)*2]) from which groupNormGradChannels makes dweight and dbias.
- * g is dy, or with `silu` dh = silu'(h) dy, h recomputed from x and the statistics, written into
- * dx channel by channel with its sums in the same pass (still in L1 for gradRun, which then works in place).
+ * g is dy, or with `silu` dh = silu'(h) dy, h recomputed from x and the statistics and written into
+ * dx channel by channel (still in L1 for the sums and for gradRun, which then works in place).
  */
 @inline function groupNormGradSets(dy: usize, x: usize, w: usize, b: usize, mean: usize, rstd: usize, dx: usize, sums: usize,
   G: i32, Cg: i32, S: i32, s0: i32, s1: i32, silu: bool): void {
@@ -240,15 +217,13 @@ export function groupNormSilu(x: usize, w: usize, b: usize, y: usize, mean: usiz
       const ch = g * Cg + cc;
       const o = base + (<usize>(cc * S) << 2);
       const wc = <f64>load<f32>(w + (<usize>ch << 2));
+      if (silu) siluGradAffineRun(dy + o, x + o, dx + o, S, mf, <f32>(r * wc), load<f32>(b + (<usize>ch << 2)));
+      const A = sumRun(src + o, S), B = dotDevRun(src + o, x + o, S, mf);
       const sp = sums + (<usize>((n * G * Cg + ch) * 2) << 3);
-      if (silu) {
-        siluGradAffineSums(dy + o, x + o, dx + o, S, mf, <f32>(r * wc), load<f32>(b + (<usize>ch << 2)), sp);
-      } else {
-        store<f64>(sp, sumRun(dy + o, S));
-        store<f64>(sp, dotDevRun(dy + o, x + o, S, mf), 8);
-      }
-      sumG += wc * load<f64>(sp);
-      sumGX += wc * load<f64>(sp, 8);
+      store<f64>(sp, A);
+      store<f64>(sp, B, 8);
+      sumG += wc * A;
+      sumGX += wc * B;
     }
     if (M == 0) continue;
     // dx = r (g - mean(g) - xhat mean(g xhat)), xhat = (x - mean) r, g = dy w.
