@@ -16,8 +16,8 @@
 //   16x16 tokens) and an AR shape (16 causal heads of 64 over 256 tokens); ONNX Runtime runs
 //   the forward as MatMul, Mul, (Add of a causal mask), Softmax, MatMul;
 //   group_norm (IBQ: 32 groups), layer_norm and rms_norm, forward and forward+backward;
-//   group_norm_silu on config S's 32px activations against group_norm then silu (and backward:
-//   silu_grad then group_norm_grad), timed interleaved;
+//   group_norm_silu on config S's 32px and the official model's 256px activations against
+//   group_norm then silu (and backward: silu_grad then group_norm_grad), timed interleaved;
 //   ONNX Runtime's LayerNormalization is layer_norm's peer (opset 17 has no GroupNorm/RMSNorm).
 
 import { availableParallelism } from 'node:os';
@@ -337,13 +337,20 @@ async function benchAttention(B: number, H: number, L: number, D: number, causal
 }
 
 /**
- * GroupNorm + SiLU on config S's 32px activations (16x64x32x32, 32 groups): the fused op against the
- * two ops the tokenizer ran before, forward (group_norm, silu), backward (silu_grad, group_norm_grad)
- * and both, timed interleaved; ratio = separate ms / fused ms.
+ * GroupNorm + SiLU, 32 groups, on config S's 32px activations (16x64x32x32: 4 MiB, inside the L3
+ * cache) and the official model's 256px ones (1x128x256x256: 32 MiB, beyond it): the fused op
+ * against the two ops the tokenizer ran before, forward (group_norm, silu), backward (silu_grad,
+ * group_norm_grad) and both, timed interleaved; ratio = separate ms / fused ms.
  */
 async function benchGroupNormSilu(): Promise<void> {
-  const [N, C, H, W] = options.quick ? [2, 64, 16, 16] : [16, 64, 32, 32];
-  const shape = { N, C, H, W, groups: 32 };
+  const shapes: [number, number, number, number, string][] = options.quick
+    ? [[2, 64, 16, 16, 'quick']]
+    : [[16, 64, 32, 32, 'S 32px'], [1, 128, 256, 256, 'official 256px']];
+  for (const [N, C, H, W, layer] of shapes) await benchGroupNormSiluShape(N, C, H, W, layer);
+}
+
+async function benchGroupNormSiluShape(N: number, C: number, H: number, W: number, layer: string): Promise<void> {
+  const shape = { N, C, H, W, groups: 32, layer };
   const attrs = { groups: 32, eps: 1e-6 };
   const n = N * C * H * W;
   const x = upload(randomArray(n, 41), [N, C, H, W]), dy = upload(randomArray(n, 42), [N, C, H, W]);
