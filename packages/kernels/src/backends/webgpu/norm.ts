@@ -149,10 +149,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var k = lid; k < n; k += ${WG}u) {
     let i = elemIndex(s, k);
     let c = elemChannel(s, k);
-    let xhat = (${ld('X[P.offX + i]')} - mean) * rstd;
+    let xc = ${ld('X[P.offX + i]')} - mean;
+    let xhat = xc * rstd;
     let g = ${upstream(ld, silu, 'i', 'c')} * ${ld('Wt[P.offWt + c]')};
     sg += g;
-    sgx += g * xhat;
+    sgx += g * xc * rstd;
   }
   let meanG = ${rms ? '0.0' : 'wg_sum(sg, lid) / f32(n)'};
   let meanGX = wg_sum(sgx, lid) / f32(n);
@@ -193,9 +194,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let stat = ${ld('R[P.offR + e.x]')};
     let rstd = ${statIsVar ? 'rsqrt_acc(stat + P.eps)' : 'stat'};
     let mean = ${rms ? '0.0' : ld('Mi[P.offMi + e.x]')};
-    let xhat = (${ld('X[P.offX + e.y]')} - mean) * rstd;
+    let xc = ${ld('X[P.offX + e.y]')} - mean;
+    let xhat = xc * rstd;
     let dy = ${upstream(ld, silu, 'e.y', 'c')};
-    sw += dy * xhat;
+    sw += dy * xc * rstd;
     sb += dy;
   }
   let tw = wg_sum(sw, lid);
