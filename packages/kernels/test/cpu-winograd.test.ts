@@ -141,6 +141,27 @@ describe('cpu convolutions: direct and Winograd paths', () => {
     });
   }
 
+  for (const algo of ['winograd2', 'winograd4'] as const) {
+    it(`${algo}: a batch large enough for the per-chunk pipeline gives each image the bits it gets alone (in phases)`, async () => {
+      // 8 images of 30x27: enough tile rows for several pipeline chunks per thread; one image
+      // alone has too few and runs in phases. Tiles do not interact, so every output must agree.
+      const n = 8, hw = 30 * 27;
+      const Xb = rand(n * 24 * hw, 21), Wb = rand(40 * 24 * 9, 22, 0.2), Bb = rand(40, 23);
+      const conv = (xs: Float32Array, batch: number) => withAlgorithm(two, algo, () => {
+        const x = upload(two, xs, [batch, 24, 30, 27]), w = upload(two, Wb, [40, 24, 3, 3]), bias = upload(two, Bb, [40]);
+        const [y] = runOp(two, 'conv2d', [x, w, bias], attrs);
+        const out = read(two, y);
+        for (const t of [x, w, bias, y]) two.release(t.buffer);
+        return out;
+      });
+      const whole = await conv(Xb, n);
+      for (let i = 0; i < n; i++) {
+        const alone = await conv(Xb.subarray(i * 24 * hw, (i + 1) * 24 * hw), 1);
+        expect(whole.slice(i * 40 * hw, (i + 1) * 40 * hw), `image ${i}`).toEqual(alone);
+      }
+    });
+  }
+
   it('takes the Winograd path when forced on a layer of the tokenizer, and matches reference there', async () => {
     const c = { name: 'tokenizer layer', shapes: [[2, 32, 16, 16], [32, 32, 3, 3], [32]], attrs };
     for (const algo of ['winograd4', 'direct'] as const) {

@@ -67,11 +67,17 @@ describe('cpu backend', () => {
       const [cv] = runOp(b, 'conv2d', [x, w], conv);
       const [dx] = runOp(b, 'conv2d_grad_input', [dy, w], { ...conv, inputSize: [40, 42] });
       const [dw] = runOp(b, 'conv2d_grad_weight', [x, dy], { ...conv, kernelSize: [3, 3] });
-      const r = [mm, cv, dx, dw].map((t) => Array.from(read(b, t)));
-      for (const t of [a, bb, x, w, dy, mm, cv, dx, dw]) b.release(t.buffer);
+      // A 1x1 convolution (plain-matrix operands) whose batch-summed weight gradient is one C-sized tile per image.
+      const w1 = upload(b, W.subarray(0, 24 * 16), [24, 16, 1, 1]), dy1 = upload(b, rand(3 * 24 * 40 * 42, 12), [3, 24, 40, 42]);
+      const pw = { stride: [1, 1], padding: [0, 0, 0, 0] };
+      const [dx1] = runOp(b, 'conv2d_grad_input', [dy1, w1], { ...pw, inputSize: [40, 42] });
+      const [dw1] = runOp(b, 'conv2d_grad_weight', [x, dy1], { ...pw, kernelSize: [1, 1] });
+      const r = [mm, cv, dx, dw, dx1, dw1].map((t) => Array.from(read(b, t)));
+      for (const t of [a, bb, x, w, dy, mm, cv, dx, dw, w1, dy1, dx1, dw1]) b.release(t.buffer);
       return r;
     });
-    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], ['matmul', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight'][i]).toEqual(outs[0][i]);
+    const names = ['matmul', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', '1x1 conv2d_grad_input', '1x1 conv2d_grad_weight'];
+    for (let i = 0; i < outs[0].length; i++) expect(outs[1][i], names[i]).toEqual(outs[0][i]);
   });
 
   it('matches reference on convolutions large enough for several GEMM tiles and threads', async () => {
@@ -127,5 +133,32 @@ describe('cpu backend', () => {
     // the per-block logits of 64 tokens) stays well below.
     expect(two.describe().memoryBytes as number).toBeLessThan((T * N * 4) / 2);
     for (const t of [z, e]) two.release(t.buffer);
+  });
+  it("adam_update: every element equals the reference's float64 update rounded to f32, on the vector path and the tail", async () => {
+    const { ReferenceBackend } = await import('../src/backends/reference/index.js');
+    const ref = new ReferenceBackend();
+    await ref.init();
+    const n = 4097; // odd: the f64x2 loop and the scalar tail
+    const inputs = [rand(n, 11), rand(n, 12, 0.1), rand(n, 13, 0.01), rand(n, 14, 0.001).map(Math.abs)];
+    for (const attrs of [
+      { lr: 1e-3, beta1: 0.5, beta2: 0.9, step: 3 },
+      { lr: 1e-2, beta1: 0.9, beta2: 0.95, step: 7, weightDecay: 0.05, decoupled: true },
+      { lr: 1e-2, beta1: 0.9, beta2: 0.999, step: 1, weightDecay: 0.01 },
+    ]) {
+      const ours = inputs.map((a) => upload(two, a, [n]));
+      const theirs = inputs.map((a) => {
+        const buffer = ref.alloc('f32', n);
+        ref.write(buffer, a);
+        return { buffer, offset: 0, shape: [n], dtype: 'f32' as const };
+      });
+      runOp(two, 'adam_update', ours, attrs);
+      runOp(ref, 'adam_update', theirs, attrs);
+      for (const k of [0, 2, 3]) {
+        const want = Float32Array.from(await ref.read(theirs[k].buffer, 0, n));
+        expect(Array.from(read(two, ours[k])), `${JSON.stringify(attrs)} input ${k}`).toEqual(Array.from(want));
+      }
+      for (const t of ours) two.release(t.buffer);
+    }
+    ref.destroy();
   });
 });

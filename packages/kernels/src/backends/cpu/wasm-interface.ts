@@ -145,6 +145,8 @@ export interface CpuExports {
   winoKernelGrad(dU: number, dw: number, O: number, C: number, m: number, o0: number, o1: number, tmp: number): void;
   /** assembly/winograd.ts (usize, usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize): void */
   winoOutput(M: number, y: number, bias: number, m: number, O: number, OH: number, OW: number, TH: number, TW: number, R0: number, R1: number, cs: number, xs: number, counter: number, scratch: number): void;
+  /** assembly/winograd.ts (usize, usize, usize, usize, usize, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, i32, usize, usize, usize, usize, usize, usize): void */
+  winoPipeline(x: number, y: number, bias: number, desc: number, offsets: number, m: number, Cin: number, Cout: number, H: number, W: number, pt: number, pl: number, OH: number, OW: number, TH: number, TW: number, rows: number, chunkRows: number, cs: number, vs: number, ms: number, counter: number, V: number, M: number, scratch: number, bufA: number, bufB: number): void;
 }
 
 /** An export's name. */
@@ -166,7 +168,7 @@ export const CPU_EXPORT_NAMES: readonly CpuExportName[] = [
   'layerNormGrad', 'philoxFill', 'pool2d', 'reduce', 'resizeBilinear', 'rmsNorm',
   'rmsNormGrad', 'rope', 'scatterAddRows', 'siluGrad', 'softmax', 'sqDiffSum',
   'sumRun', 'unary', 'upsample2x', 'upsample2xGrad', 'where', 'winoGradOut',
-  'winoInput', 'winoKernel', 'winoKernelGrad', 'winoOutput',
+  'winoInput', 'winoKernel', 'winoKernelGrad', 'winoOutput', 'winoPipeline',
 ];
 
 /** Integer constants of each assembly module (op codes, descriptor fields, sizes). */

@@ -2,10 +2,34 @@
 
 import { expSumShifted, extremeRun } from './reduce';
 
-/** torch.optim.Adam / AdamW on elements [i0, i1), float64 per element (as the reference). */
+/**
+ * torch.optim.Adam / AdamW on elements [i0, i1), float64 per element (as the reference): two
+ * elements per f64x2, the same operations in the same order as the scalar tail, so every
+ * element gets the same bits whichever path it takes.
+ */
 export function adamUpdate(param: usize, grad: usize, m: usize, v: usize, i0: i32, i1: i32,
   lr: f64, beta1: f64, beta2: f64, eps: f64, weightDecay: f64, decoupled: bool, stepSize: f64, bc2Sqrt: f64): void {
-  for (let i = i0; i < i1; i++) {
+  const decay = f64x2.splat(1 - lr * weightDecay), wd = f64x2.splat(weightDecay);
+  const b1 = f64x2.splat(beta1), c1 = f64x2.splat(1 - beta1), b2 = f64x2.splat(beta2), c2 = f64x2.splat(1 - beta2);
+  const bc = f64x2.splat(bc2Sqrt), ep = f64x2.splat(eps), step = f64x2.splat(stepSize);
+  let i = i0;
+  for (; i + 2 <= i1; i += 2) {
+    const o = <usize>i << 2;
+    let x = f64x2.promote_low_f32x4(v128.load64_zero(param + o));
+    let g = f64x2.promote_low_f32x4(v128.load64_zero(grad + o));
+    if (weightDecay != 0) {
+      if (decoupled) x = f64x2.mul(x, decay);
+      else g = f64x2.add(g, f64x2.mul(wd, x));
+    }
+    const m0 = f64x2.promote_low_f32x4(v128.load64_zero(m + o));
+    const mi = f64x2.add(m0, f64x2.mul(c1, f64x2.sub(g, m0)));
+    const vi = f64x2.add(f64x2.mul(b2, f64x2.promote_low_f32x4(v128.load64_zero(v + o))), f64x2.mul(f64x2.mul(c2, g), g));
+    const denom = f64x2.add(f64x2.div(f64x2.sqrt(vi), bc), ep);
+    v128.store64_lane(param + o, f32x4.demote_f64x2_zero(f64x2.sub(x, f64x2.mul(step, f64x2.div(mi, denom)))), 0);
+    v128.store64_lane(m + o, f32x4.demote_f64x2_zero(mi), 0);
+    v128.store64_lane(v + o, f32x4.demote_f64x2_zero(vi), 0);
+  }
+  for (; i < i1; i++) {
     const o = <usize>i << 2;
     let x = <f64>load<f32>(param + o);
     let g = <f64>load<f32>(grad + o);

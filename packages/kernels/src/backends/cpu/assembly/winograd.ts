@@ -11,6 +11,7 @@
 // counter, and each job's arithmetic is fixed, so results are the same on any number of
 // threads. The kernel transforms run four kernels per vector.
 
+import { gemm } from './gemm';
 import { copyWords, zeroWords } from './vmath';
 
 /**
@@ -221,15 +222,9 @@ function strip(x: usize, H: i32, W: i32, pt: i32, pl: i32, r0: i32, rows: i32, d
  */
 export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt: i32, pl: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
-  const a = m + 2;
-  const TW4 = (TW + 3) & ~3;
-  const Wp = TW4 * m + 8;
   const nr = R1 - R0;
   const groups = (nr + per - 1) / per;
   const jobs = C * groups;
-  const tmp = scratch + (<usize>(a * Wp) << 2);
-  const rowB = <usize>Wp << 2;
-  const sx = <usize>xs << 2; // xi stride, bytes
   const step = claimSize(jobs);
   for (;;) {
     const j0 = atomic.add<i32>(counter, step);
@@ -237,40 +232,50 @@ export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt
     for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
       const c = j / groups, g = j - c * groups;
       const Rg = R0 + g * per, Rend = min(R1, Rg + per);
-      for (let R = Rg; R < Rend; R++) {
-        const n = R / TH, th = R - n * TH;
-        strip(x + (<usize>((n * C + c) * H * W) << 2), H, W, pt, pl, th * m, a, scratch, Wp);
-        const vrow = V + (<usize>(c * cs + (R - R0) * TW) << 2);
-        for (let tw = 0; tw < TW; tw += 4) {
-          const lanes = min(4, TW - tw);
-          // Rows: tmp[r][j] = (Bt d[r][.])[j], four tiles per vector.
-          for (let r = 0; r < a; r++) {
-            const p = scratch + <usize>r * rowB + (<usize>(tw * m) << 2);
-            const t = tmp + (<usize>(r * a) << 4);
-            if (m == 2) {
-              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 8), l3 = v128.load(p, 24);
-              bt2(v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), v128.shuffle<f32>(l0, l1, 1, 3, 5, 7),
-                v128.shuffle<f32>(l2, l3, 0, 2, 4, 6), v128.shuffle<f32>(l2, l3, 1, 3, 5, 7), t, 16, 4);
-            } else {
-              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48), l4 = v128.load(p, 64);
-              bt4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3),
-                tcol(l1, l2, l3, l4, 0), tcol(l1, l2, l3, l4, 1), t, 16, 4);
-            }
-          }
-          // Columns: V[i*a + j] = (Bt tmp[.][j])[i].
-          const out = vrow + (<usize>tw << 2);
-          for (let jj = 0; jj < a; jj++) {
-            const t = tmp + (<usize>jj << 4);
-            const o = out + <usize>jj * sx;
-            const rs: usize = <usize>a << 4;
-            if (m == 2) {
-              bt2(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o, 4 * sx, lanes);
-            } else {
-              bt4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), v128.load(t + 4 * rs),
-                v128.load(t + 5 * rs), o, 6 * sx, lanes);
-            }
-          }
-        }
+      for (let R = Rg; R < Rend; R++) inputTileRow(x, V, m, C, H, W, pt, pl, TH, TW, c, R, R0, cs, xs, scratch);
+    }
+  }
+}
+
+/** The data transform of channel c's tile row R into V (tile index counted from tile row R0). */
+function inputTileRow(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt: i32, pl: i32, TH: i32, TW: i32,
+  c: i32, R: i32, R0: i32, cs: i32, xs: i32, scratch: usize): void {
+  const a = m + 2;
+  const TW4 = (TW + 3) & ~3;
+  const Wp = TW4 * m + 8;
+  const tmp = scratch + (<usize>(a * Wp) << 2);
+  const rowB = <usize>Wp << 2;
+  const sx = <usize>xs << 2; // xi stride, bytes
+  const n = R / TH, th = R - n * TH;
+  strip(x + (<usize>((n * C + c) * H * W) << 2), H, W, pt, pl, th * m, a, scratch, Wp);
+  const vrow = V + (<usize>(c * cs + (R - R0) * TW) << 2);
+  for (let tw = 0; tw < TW; tw += 4) {
+    const lanes = min(4, TW - tw);
+    // Rows: tmp[r][j] = (Bt d[r][.])[j], four tiles per vector.
+    for (let r = 0; r < a; r++) {
+      const p = scratch + <usize>r * rowB + (<usize>(tw * m) << 2);
+      const t = tmp + (<usize>(r * a) << 4);
+      if (m == 2) {
+        const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 8), l3 = v128.load(p, 24);
+        bt2(v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), v128.shuffle<f32>(l0, l1, 1, 3, 5, 7),
+          v128.shuffle<f32>(l2, l3, 0, 2, 4, 6), v128.shuffle<f32>(l2, l3, 1, 3, 5, 7), t, 16, 4);
+      } else {
+        const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48), l4 = v128.load(p, 64);
+        bt4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3),
+          tcol(l1, l2, l3, l4, 0), tcol(l1, l2, l3, l4, 1), t, 16, 4);
+      }
+    }
+    // Columns: V[i*a + j] = (Bt tmp[.][j])[i].
+    const out = vrow + (<usize>tw << 2);
+    for (let jj = 0; jj < a; jj++) {
+      const t = tmp + (<usize>jj << 4);
+      const o = out + <usize>jj * sx;
+      const rs: usize = <usize>a << 4;
+      if (m == 2) {
+        bt2(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o, 4 * sx, lanes);
+      } else {
+        bt4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), v128.load(t + 4 * rs),
+          v128.load(t + 5 * rs), o, 6 * sx, lanes);
       }
     }
   }
@@ -283,75 +288,81 @@ export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt
  */
 export function winoOutput(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
-  const a = m + 2;
-  const TW4 = (TW + 3) & ~3;
-  const RW = TW4 * m;
   const nr = R1 - R0;
   const jobs = O * nr;
-  const rows = scratch + (<usize>(a * a) << 4);
-  const sx = <usize>xs << 2;
   const step = claimSize(jobs);
   for (;;) {
     const j0 = atomic.add<i32>(counter, step);
     if (j0 >= jobs) break;
     for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
-      const o = j / nr, R = R0 + j - o * nr;
-      const n = R / TH, th = R - n * TH;
-      const mrow = M + (<usize>(o * cs + (R - R0) * TW) << 2);
-      for (let tw = 0; tw < TW; tw += 4) {
-        const src = mrow + (<usize>tw << 2);
-        // Columns: tmp[k][jj] = (At M[.][jj])[k].
-        for (let jj = 0; jj < a; jj++) {
-          const p = src + <usize>jj * sx, s = <usize>a * sx;
-          const t = scratch + (<usize>jj << 4), ts: usize = <usize>a << 4;
-          const m0 = v128.load(p), m1 = v128.load(p + s), m2 = v128.load(p + 2 * s), m3 = v128.load(p + 3 * s);
-          if (m == 2) {
-            v128.store(t, f32x4.add(f32x4.add(m0, m1), m2));
-            v128.store(t + ts, f32x4.sub(f32x4.sub(m1, m2), m3));
-          } else {
-            const m4 = v128.load(p + 4 * s), m5 = v128.load(p + 5 * s);
-            const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
-            v128.store(t, f32x4.add(f32x4.add(m0, s12), s34));
-            v128.store(t + ts, f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34)));
-            v128.store(t + 2 * ts, f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34)));
-            v128.store(t + 3 * ts, f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5));
-          }
-        }
-        // Rows: y[k][l] = (At tmp[k][.])[l], four tiles interleaved into the output rows.
-        for (let k = 0; k < m; k++) {
-          const t = scratch + (<usize>(k * a) << 4);
-          const dst = rows + (<usize>(k * RW + tw * m) << 2);
-          const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32), m3 = v128.load(t, 48);
-          if (m == 2) {
-            const y0 = f32x4.add(f32x4.add(m0, m1), m2), y1 = f32x4.sub(f32x4.sub(m1, m2), m3);
-            v128.store(dst, v128.shuffle<f32>(y0, y1, 0, 4, 1, 5));
-            v128.store(dst, v128.shuffle<f32>(y0, y1, 2, 6, 3, 7), 16);
-          } else {
-            const m4 = v128.load(t, 64), m5 = v128.load(t, 80);
-            const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
-            const y0 = f32x4.add(f32x4.add(m0, s12), s34);
-            const y1 = f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34));
-            const y2 = f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34));
-            const y3 = f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5);
-            v128.store(dst, tcol(y0, y1, y2, y3, 0));
-            v128.store(dst, tcol(y0, y1, y2, y3, 1), 16);
-            v128.store(dst, tcol(y0, y1, y2, y3, 2), 32);
-            v128.store(dst, tcol(y0, y1, y2, y3, 3), 48);
-          }
-        }
-      }
-      // The tile row's valid outputs, plus bias.
-      const bv: f32 = bias != 0 ? load<f32>(bias + (<usize>o << 2)) : 0;
-      const bb = f32x4.splat(bv);
-      const k1 = min(m, OH - th * m);
-      for (let k = 0; k < k1; k++) {
-        const s = rows + (<usize>(k * RW) << 2);
-        const d = y + (<usize>(((n * O + o) * OH + th * m + k) * OW) << 2);
-        let q = 0;
-        for (; q + 4 <= OW; q += 4) v128.store(d + (<usize>q << 2), f32x4.add(v128.load(s + (<usize>q << 2)), bb));
-        for (; q < OW; q++) store<f32>(d + (<usize>q << 2), load<f32>(s + (<usize>q << 2)) + bv);
+      const o = j / nr;
+      outputTileRow(M, y, bias, m, O, OH, OW, TH, TW, o, R0 + j - o * nr, R0, cs, xs, scratch);
+    }
+  }
+}
+
+/** The output transform of channel o's tile row R from M (tile index counted from tile row R0), plus bias[o]. */
+function outputTileRow(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
+  o: i32, R: i32, R0: i32, cs: i32, xs: i32, scratch: usize): void {
+  const a = m + 2;
+  const TW4 = (TW + 3) & ~3;
+  const RW = TW4 * m;
+  const rows = scratch + (<usize>(a * a) << 4);
+  const sx = <usize>xs << 2;
+  const n = R / TH, th = R - n * TH;
+  const mrow = M + (<usize>(o * cs + (R - R0) * TW) << 2);
+  for (let tw = 0; tw < TW; tw += 4) {
+    const src = mrow + (<usize>tw << 2);
+    // Columns: tmp[k][jj] = (At M[.][jj])[k].
+    for (let jj = 0; jj < a; jj++) {
+      const p = src + <usize>jj * sx, s = <usize>a * sx;
+      const t = scratch + (<usize>jj << 4), ts: usize = <usize>a << 4;
+      const m0 = v128.load(p), m1 = v128.load(p + s), m2 = v128.load(p + 2 * s), m3 = v128.load(p + 3 * s);
+      if (m == 2) {
+        v128.store(t, f32x4.add(f32x4.add(m0, m1), m2));
+        v128.store(t + ts, f32x4.sub(f32x4.sub(m1, m2), m3));
+      } else {
+        const m4 = v128.load(p + 4 * s), m5 = v128.load(p + 5 * s);
+        const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
+        v128.store(t, f32x4.add(f32x4.add(m0, s12), s34));
+        v128.store(t + ts, f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34)));
+        v128.store(t + 2 * ts, f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34)));
+        v128.store(t + 3 * ts, f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5));
       }
     }
+    // Rows: y[k][l] = (At tmp[k][.])[l], four tiles interleaved into the output rows.
+    for (let k = 0; k < m; k++) {
+      const t = scratch + (<usize>(k * a) << 4);
+      const dst = rows + (<usize>(k * RW + tw * m) << 2);
+      const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32), m3 = v128.load(t, 48);
+      if (m == 2) {
+        const y0 = f32x4.add(f32x4.add(m0, m1), m2), y1 = f32x4.sub(f32x4.sub(m1, m2), m3);
+        v128.store(dst, v128.shuffle<f32>(y0, y1, 0, 4, 1, 5));
+        v128.store(dst, v128.shuffle<f32>(y0, y1, 2, 6, 3, 7), 16);
+      } else {
+        const m4 = v128.load(t, 64), m5 = v128.load(t, 80);
+        const d12 = f32x4.sub(m1, m2), s12 = f32x4.add(m1, m2), d34 = f32x4.sub(m3, m4), s34 = f32x4.add(m3, m4);
+        const y0 = f32x4.add(f32x4.add(m0, s12), s34);
+        const y1 = f32x4.add(d12, f32x4.mul(f32x4.splat(2), d34));
+        const y2 = f32x4.add(s12, f32x4.mul(f32x4.splat(4), s34));
+        const y3 = f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), m5);
+        v128.store(dst, tcol(y0, y1, y2, y3, 0));
+        v128.store(dst, tcol(y0, y1, y2, y3, 1), 16);
+        v128.store(dst, tcol(y0, y1, y2, y3, 2), 32);
+        v128.store(dst, tcol(y0, y1, y2, y3, 3), 48);
+      }
+    }
+  }
+  // The tile row's valid outputs, plus bias.
+  const bv: f32 = bias != 0 ? load<f32>(bias + (<usize>o << 2)) : 0;
+  const bb = f32x4.splat(bv);
+  const k1 = min(m, OH - th * m);
+  for (let k = 0; k < k1; k++) {
+    const s = rows + (<usize>(k * RW) << 2);
+    const d = y + (<usize>(((n * O + o) * OH + th * m + k) * OW) << 2);
+    let q = 0;
+    for (; q + 4 <= OW; q += 4) v128.store(d + (<usize>q << 2), f32x4.add(v128.load(s + (<usize>q << 2)), bb));
+    for (; q < OW; q++) store<f32>(d + (<usize>q << 2), load<f32>(s + (<usize>q << 2)) + bv);
   }
 }
 
@@ -430,4 +441,32 @@ export function winoGradOut(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i3
   storeLanes(out + 3 * s, f32x4.add(e4, o8), n);
   storeLanes(out + 4 * s, f32x4.sub(e4, o8), n);
   storeLanes(out + 5 * s, y3, n);
+}
+
+/**
+ * The forward (and the data gradient) as one pipeline per chunk of tile rows: a thread takes a
+ * chunk from `counter` and runs its data transform, its a*a GEMMs and its output transform by
+ * itself, in its own V and M (sized by the host to stay in that core's cache), so the transformed
+ * data does not go out to memory and back, and threads do not wait for each other between phases.
+ * Each tile's arithmetic is the same in any chunk and on any thread. desc: this thread's GEMM
+ * descriptor (A = U, B = its V, C = its M, row strides cs); offsets: the a*a batches' byte
+ * offsets; vs and ms: V's and M's xi strides (elements); scratch: as winoInput's and winoOutput's.
+ */
+export function winoPipeline(x: usize, y: usize, bias: usize, desc: usize, offsets: usize, m: i32, Cin: i32, Cout: i32,
+  H: i32, W: i32, pt: i32, pl: i32, OH: i32, OW: i32, TH: i32, TW: i32, rows: i32, chunkRows: i32,
+  cs: i32, vs: i32, ms: i32, counter: usize, V: usize, M: usize, scratch: usize, bufA: usize, bufB: usize): void {
+  const a = m + 2;
+  const chunks = (rows + chunkRows - 1) / chunkRows;
+  for (;;) {
+    const k = atomic.add<i32>(counter, 1);
+    if (k >= chunks) break;
+    const R0 = k * chunkRows, R1 = min(rows, R0 + chunkRows);
+    for (let c = 0; c < Cin; c++) {
+      for (let R = R0; R < R1; R++) inputTileRow(x, V, m, Cin, H, W, pt, pl, TH, TW, c, R, R0, cs, vs, scratch);
+    }
+    gemm(desc, offsets, 0, a * a, 0, Cout, 0, (R1 - R0) * TW, bufA, bufB);
+    for (let o = 0; o < Cout; o++) {
+      for (let R = R0; R < R1; R++) outputTileRow(M, y, bias, m, Cout, OH, OW, TH, TW, o, R, R0, cs, ms, scratch);
+    }
+  }
 }

@@ -62,6 +62,11 @@ function autoConv(N: number, channels: number, H: number, W: number): ConvAlgori
   return 'direct';
 }
 
+/** A 1x1 kernel at stride 1 with no padding: x[n] is the B operand as it lies ([C, H*W]). */
+function isPointwise(cv: ConvGeometryDesc): boolean {
+  return cv.KH === 1 && cv.KW === 1 && cv.sh === 1 && cv.sw === 1 && cv.pt === 0 && cv.pl === 0 && cv.OH === cv.H && cv.OW === cv.W;
+}
+
 function perImage(n: number, aStep: number, bStep: number, cStep: number): [number, number, number][] {
   return Array.from({ length: n }, (_, i) => [i * aStep * 4, i * bStep * 4, i * cStep * 4] as [number, number, number]);
 }
@@ -77,7 +82,7 @@ registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
     });
     return;
   }
-  const pointwise = cv.KH === 1 && cv.KW === 1 && cv.sh === 1 && cv.sw === 1 && cv.pt === 0 && cv.pl === 0;
+  const pointwise = isPointwise(cv);
   runGemm(b, {
     M: cv.O, N: P, K: CKK,
     a: b.addr(w), sAm: CKK, sAk: 1,
@@ -101,6 +106,17 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
     winogradConv(b, algo, {
       x: b.addr(dy), w: b.addr(w), bias: 0, y: b.addr(dx),
       N, Cin: cv.O, H: cv.OH, W: cv.OW, Cout: cv.C, OH: cv.H, OW: cv.W, pt: 2 - pads[0], pl: 2 - pads[2], dgrad: true,
+    });
+    return;
+  }
+  if (isPointwise(cv)) {
+    // dx[n] [C, HW] = w^T [C, O] . dy[n] [O, HW]: plain matrices, w read transposed.
+    runGemm(b, {
+      M: cv.C, N: HW, K: cv.O,
+      a: b.addr(w), sAm: 1, sAk: cv.C,
+      bKind: B_MATRIX, b: b.addr(dy), sBk: HW, sBn: 1,
+      c: b.addr(dx), ldc: HW,
+      batches: perImage(N, 0, cv.O * HW, cv.C * HW),
     });
     return;
   }
@@ -180,7 +196,8 @@ registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) =
   runGemm(b, {
     M: cv.O, N: CKK, K: P,
     a: b.addr(dy), sAm: P, sAk: 1,
-    bKind: B_IM2COL_T, b: b.addr(x), sBk: 0, sBn: 0,
+    // A 1x1 convolution reads x[n]^T as a transposed [C, H*W] matrix.
+    ...(isPointwise(cv) ? { bKind: B_MATRIX, sBk: 1, sBn: P } : { bKind: B_IM2COL_T, sBk: 0, sBn: 0 }), b: b.addr(x),
     c: b.addr(dw), ldc: CKK,
     conv: cv,
     batches: perImage(N, cv.O * P, cv.C * cv.H * cv.W, 0),

@@ -79,8 +79,13 @@ export function gemmScratch(backend: CpuBackend): { a: number; b: number }[] {
 
 /** Tiles wanted per thread: enough that a thread the OS delays can be covered by the others. */
 const TILES_PER_THREAD = 4;
-/** Smallest tile width: narrower tiles repack A (and B) too often for their work. */
-const MIN_TILE_N = 128;
+/**
+ * Smallest tile sides: a tile packs its own A rows (and B columns), so a side of s costs ~1/(2s)
+ * of its work in packing. (At 128 columns and MC rows, the one-tile GEMMs of a batch-summed
+ * weight gradient, such as a 1x1 convolution's over 8x8 pixels, ran on one thread.)
+ */
+const MIN_TILE_N = 32;
+const MIN_TILE_M = 32;
 
 /** Tile sizes [um, un] for gemmTiles: at least TILES_PER_THREAD x T tiles where the shape allows. */
 export function tileSizes(M: number, N: number, units: number, T: number): [number, number] {
@@ -90,7 +95,7 @@ export function tileSizes(M: number, N: number, units: number, T: number): [numb
   let un = round(Math.ceil(N / Math.ceil(N / NC)), NR);
   const count = () => units * Math.ceil(M / um) * Math.ceil(N / un);
   while (count() < TILES_PER_THREAD * T) {
-    const canN = un >= 2 * MIN_TILE_N, canM = um >= 2 * MC;
+    const canN = un >= 2 * MIN_TILE_N, canM = um >= 2 * MIN_TILE_M;
     if (canN && (un >= um || !canM)) un = round(Math.ceil(un / 2), NR);
     else if (canM) um = round(Math.ceil(um / 2), MR);
     else break;

@@ -8,7 +8,7 @@
 
 import type { CpuBackend } from '../backend.js';
 import type { CpuArgs, CpuExportName } from '../wasm-interface.js';
-import { B_MATRIX, runGemm } from './gemm.js';
+import { B_MATRIX, DESC_BYTES, gemmScratch, runGemm, writeDesc } from './gemm.js';
 
 /** 'winograd2': F(2x2,3x3); 'winograd4': F(4x4,3x3); 'direct': the implicit GEMM. */
 export type ConvAlgorithm = 'direct' | 'winograd2' | 'winograd4';
@@ -103,9 +103,71 @@ export interface WinogradConv {
   dgrad: boolean;
 }
 
-/** y [N, Cout, OH, OW] = the stride-1 3x3 convolution of x [N, Cin, H, W] (+ bias). */
+/**
+ * Bytes of transformed data (V and M) per chunk of the forward's pipeline: one thread's chunk
+ * stays in that core's cache (1 MiB of L2 per core here) while it goes through the transform,
+ * GEMM and output phases.
+ */
+const PIPELINE_CHUNK_BYTES = 512 << 10;
+/** Chunks per thread wanted in the pipeline (a thread the OS delays is covered by the others). */
+const CHUNKS_PER_THREAD = 4;
+/** Fewest tiles in a pipeline chunk: each chunk's GEMMs pack and read the whole transformed kernel U. */
+const MIN_CHUNK_TILES = 32;
+
+/**
+ * y [N, Cout, OH, OW] = the stride-1 3x3 convolution of x [N, Cin, H, W] (+ bias): as a pipeline
+ * per chunk (assembly/winograd.ts winoPipeline) where the batch has enough tiles for every thread
+ * to take several chunks of at least MIN_CHUNK_TILES, else in phases over the whole batch.
+ */
 export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv): void {
   const m = tileOf(algo);
+  const T = b.threads;
+  const p = plan(m, c.N, c.OH, c.OW, c.Cin + c.Cout, Math.min(b.winogradChunkBytes, PIPELINE_CHUNK_BYTES));
+  const { a, TH, TW, rows } = p;
+  // At least MIN_CHUNK_TILES tiles per chunk (a chunk's GEMMs pack and read all of U), whole cache
+  // lines of tiles (full GEMM panels), within the budget where those allow, and several chunks
+  // per thread. Chunking never changes a tile's arithmetic.
+  const per = rowsPerJob(TW);
+  const minRows = Math.ceil(MIN_CHUNK_TILES / TW);
+  let chunkRows = Math.max(minRows, Math.min(p.chunkRows, Math.ceil(rows / (CHUNKS_PER_THREAD * T))));
+  if (chunkRows > per) chunkRows -= chunkRows % per;
+  const chunks = Math.ceil(rows / chunkRows);
+  if (T > 1 && chunks < CHUNKS_PER_THREAD * T) {
+    phasedConv(b, m, c);
+    return;
+  }
+  const parts = Math.min(T, chunks);
+  const xi = a * a;
+  const cs = lineUp(chunkRows * TW), vs = planeStride(c.Cin, cs), ms = planeStride(c.Cout, cs);
+  const descBytes = Math.ceil(DESC_BYTES / 64) * 64;
+  const sf = scratchFloats(p) * 4;
+  const gemmBufs = gemmScratch(b);
+  withBytes(b, [xi * c.Cout * c.Cin * 4, descBytes * parts + xi * 12, 64, T * TMP_BYTES,
+    ...Array(parts).fill(xi * vs * 4), ...Array(parts).fill(xi * ms * 4 + 64), ...Array(parts).fill(sf)],
+  ([U, descs, counter, tmp, ...rest]) => {
+    const V = rest.slice(0, parts), M = rest.slice(parts, 2 * parts), scratch = rest.slice(2 * parts);
+    // w's own dims: [O, C] for the forward, [Cin, Cout] read flipped for the data gradient.
+    if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
+    else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
+    // One GEMM descriptor per thread (its own V and M); the batches' offsets are shared.
+    const offsets = descs + descBytes * parts;
+    const u32 = new Uint32Array(b.mem().i32.buffer, offsets, xi * 3);
+    for (let k = 0; k < xi; k++) u32.set([k * c.Cout * c.Cin * 4, k * vs * 4, k * ms * 4], 3 * k);
+    for (let t = 0; t < parts; t++) {
+      writeDesc(b, descs + t * descBytes, {
+        M: c.Cout, N: cs, K: c.Cin, a: U, sAm: c.Cin, sAk: 1, bKind: B_MATRIX, b: V[t], sBk: cs, sBn: 1, c: M[t], ldc: cs,
+      });
+    }
+    b.mem().i32[counter / 4] = 0;
+    b.pool.run('winoPipeline', Array.from({ length: parts }, (_, t) => [
+      c.x, c.y, c.bias, descs + t * descBytes, offsets, m, c.Cin, c.Cout, c.H, c.W, c.pt, c.pl, c.OH, c.OW, TH, TW, rows, chunkRows,
+      cs, vs, ms, counter, V[t], M[t], scratch[t], gemmBufs[t].a, gemmBufs[t].b,
+    ]));
+  });
+}
+
+/** winogradConv in phases over the whole batch: each phase on every thread, one chunk of tile rows at a time. */
+function phasedConv(b: CpuBackend, m: number, c: WinogradConv): void {
   const p = plan(m, c.N, c.OH, c.OW, c.Cin + c.Cout, b.winogradChunkBytes);
   const { a, TH, TW } = p;
   const per = rowsPerJob(TW);
@@ -136,6 +198,7 @@ export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv
       }
     });
 }
+
 
 export interface WinogradWeightGrad {
   /** Byte addresses: x [N, C, H, W], dy [N, O, OH, OW], dw [O, C, 3, 3]. */
