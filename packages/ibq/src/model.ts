@@ -1,7 +1,7 @@
 // The IBQ tokenizer: the taming VQGAN Encoder/Decoder, quant_conv / post_quant_conv and the
 // IndexPropagationQuantizer, with the official parameter names (spec: shared/spec/tokenizer.md).
 
-import { type Tensor, add, apply, nn, pad, permute, silu, tidy, upsampleNearest2x } from '@ibq/tensor';
+import { type Tensor, add, apply, nn, pad, permute, tidy, upsampleNearest2x } from '@ibq/tensor';
 import type { DDConfig, IBQConfig } from './config.js';
 
 const { Conv2d, GroupNorm, ModuleList, Module, scaledDotProductAttention } = nn;
@@ -26,9 +26,9 @@ export class ResnetBlock extends Module {
     this.nin_shortcut = inChannels !== outChannels ? this.module('nin_shortcut', new Conv2d(inChannels, outChannels, 1)) : null;
   }
   forward(x: Tensor): Tensor {
-    let h = this.conv1.forward(silu(this.norm1.forward(x)));
+    let h = this.conv1.forward(this.norm1.forwardSilu(x));
     // Dropout is 0.0 in every IBQ config: a no-op.
-    h = this.conv2.forward(silu(this.norm2.forward(h)));
+    h = this.conv2.forward(this.norm2.forwardSilu(h));
     const skip = this.nin_shortcut ? this.nin_shortcut.forward(x) : x;
     return add(skip, h);
   }
@@ -152,7 +152,7 @@ export class Encoder extends Module {
     let h = this.conv_in.forward(x);
     for (const level of this.down.items) h = level.forward(h);
     h = this.mid.forward(h);
-    return this.conv_out.forward(silu(this.norm_out.forward(h)));
+    return this.conv_out.forward(this.norm_out.forwardSilu(h));
   }
 }
 
@@ -194,7 +194,7 @@ export class Decoder extends Module {
   forward(z: Tensor): Tensor {
     let h = this.mid.forward(this.conv_in.forward(z));
     for (let i = this.up.length - 1; i >= 0; i--) h = this.up.at(i).forward(h);
-    return this.conv_out.forward(silu(this.norm_out.forward(h)));
+    return this.conv_out.forward(this.norm_out.forwardSilu(h));
   }
 }
 

@@ -16,6 +16,8 @@
 //   16x16 tokens) and an AR shape (16 causal heads of 64 over 256 tokens); ONNX Runtime runs
 //   the forward as MatMul, Mul, (Add of a causal mask), Softmax, MatMul;
 //   group_norm (IBQ: 32 groups), layer_norm and rms_norm, forward and forward+backward;
+//   group_norm_silu on config S's 32px and the official model's 256px activations against
+//   group_norm then silu (and backward: silu_grad then group_norm_grad), timed interleaved;
 //   ONNX Runtime's LayerNormalization is layer_norm's peer (opset 17 has no GroupNorm/RMSNorm).
 
 import { availableParallelism } from 'node:os';
@@ -334,7 +336,64 @@ async function benchAttention(B: number, H: number, L: number, D: number, causal
   }, 'MatMul, Mul, Softmax, MatMul (materialises the L x L scores)');
 }
 
+/**
+ * GroupNorm + SiLU, 32 groups, on config S's 32px activations (16x64x32x32: 4 MiB, inside the L3
+ * cache) and the official model's 256px ones (1x128x256x256: 32 MiB, beyond it): the fused op
+ * against the two ops the tokenizer ran before, forward (group_norm, silu), backward (silu_grad,
+ * group_norm_grad) and both, timed interleaved; ratio = separate ms / fused ms.
+ */
+async function benchGroupNormSilu(): Promise<void> {
+  const shapes: [number, number, number, number, string][] = options.quick
+    ? [[2, 64, 16, 16, 'quick']]
+    : [[16, 64, 32, 32, 'S 32px'], [1, 128, 256, 256, 'official 256px']];
+  for (const [N, C, H, W, layer] of shapes) await benchGroupNormSiluShape(N, C, H, W, layer);
+}
+
+async function benchGroupNormSiluShape(N: number, C: number, H: number, W: number, layer: string): Promise<void> {
+  const shape = { N, C, H, W, groups: 32, layer };
+  const attrs = { groups: 32, eps: 1e-6 };
+  const n = N * C * H * W;
+  const x = upload(randomArray(n, 41), [N, C, H, W]), dy = upload(randomArray(n, 42), [N, C, H, W]);
+  const w = upload(randomArray(C, 43), [C]), bias = upload(randomArray(C, 44), [C]);
+  // Saved tensors of each variant's forward, for the backward-only figures.
+  const [hSaved, meanSaved, rstdSaved] = runOp(backend, 'group_norm', [x, w, bias], attrs);
+  const fused = {
+    forward: () => releaseAll(runOp(backend, 'group_norm_silu', [x, w, bias], attrs)),
+    backward: () => releaseAll(runOp(backend, 'group_norm_silu_grad', [dy, x, w, bias, meanSaved, rstdSaved], { groups: 32 })),
+    both: () => {
+      const [y, mean, rstd] = runOp(backend, 'group_norm_silu', [x, w, bias], attrs);
+      releaseAll([y, mean, rstd, ...runOp(backend, 'group_norm_silu_grad', [dy, x, w, bias, mean, rstd], { groups: 32 })]);
+    },
+  };
+  const separateBackward = (h: TensorInfo, mean: TensorInfo, rstd: TensorInfo) => {
+    const [dh] = runOp(backend, 'silu_grad', [h, dy]);
+    releaseAll([dh, ...runOp(backend, 'group_norm_grad', [dh, x, w, mean, rstd], { groups: 32 })]);
+  };
+  const separate = {
+    forward: () => {
+      const outs = runOp(backend, 'group_norm', [x, w, bias], attrs);
+      releaseAll([...outs, ...runOp(backend, 'silu', [outs[0]])]);
+    },
+    backward: () => separateBackward(hSaved, meanSaved, rstdSaved),
+    both: () => {
+      const [h, mean, rstd] = runOp(backend, 'group_norm', [x, w, bias], attrs);
+      const [y] = runOp(backend, 'silu', [h]);
+      separateBackward(h, mean, rstd);
+      releaseAll([h, mean, rstd, y]);
+    },
+  };
+  for (const part of ['forward', 'backward', 'both'] as const) {
+    const [fusedMs, separateMs] = await timeInterleaved([fused[part], separate[part]], options.runs);
+    const op = part === 'forward' ? 'group_norm_silu' : part === 'backward' ? 'group_norm_silu_grad' : 'group_norm_silu+grad';
+    const peerOps = part === 'forward' ? 'group_norm, silu' : part === 'backward' ? 'silu_grad, group_norm_grad' : 'group_norm, silu, silu_grad, group_norm_grad';
+    emit({ op, shape, backend: 'cpu', threads, ms: fusedMs, runs: options.runs });
+    emit({ op, shape, backend: 'cpu', threads, ms: separateMs, runs: options.runs, peer: `separate ops (${peerOps})`, ratio: separateMs / fusedMs });
+  }
+  releaseAll([x, dy, w, bias, hSaved, meanSaved, rstdSaved]);
+}
+
 async function benchNorms(): Promise<void> {
+  await benchGroupNormSilu();
   const q = options.quick;
   // GroupNorm as in the IBQ encoder / decoder: 32 groups.
   {
@@ -407,6 +466,7 @@ export async function run(o: BenchOptions): Promise<void> {
       await benchAttention(q ? 2 : 8, q ? 4 : 16, q ? 64 : 256, 64, true);
     }
     if (want('norm')) await benchNorms();
+    else if (want('group_norm_silu')) await benchGroupNormSilu();
   } finally {
     backend.destroy();
   }

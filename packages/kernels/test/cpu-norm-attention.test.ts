@@ -21,6 +21,10 @@ const cases: Record<string, OpCase[]> = {
     { name: 'IBQ-like 32 groups', shapes: [[2, 64, 24, 24], [64], [64]], attrs: { groups: 32, eps: 1e-6 } },
     { name: 'odd spatial', shapes: [[3, 24, 9, 7], [24], [24]], attrs: { groups: 8, eps: 1e-5 } },
   ],
+  group_norm_silu: [
+    { name: 'config S 32 groups', shapes: [[2, 64, 32, 32], [64], [64]], attrs: { groups: 32, eps: 1e-6 } },
+    { name: 'odd spatial', shapes: [[3, 24, 9, 7], [24], [24]], attrs: { groups: 8, eps: 1e-5 } },
+  ],
   batch_norm_train: [
     { name: 'regular', shapes: [[8, 16, 24, 23], [16], [16]], attrs: { eps: 1e-5 } },
     { name: 'one channel', shapes: [[3, 1, 21, 5], [1], [1]], attrs: { eps: 1e-5 } },
@@ -65,6 +69,7 @@ describe('cpu norms and attention, larger shapes', () => {
   it('gives bit-identical results on 1 and 2 threads', () => {
     const grads: [string, string, (c: OpCase, ins: TensorInfo[], outs: TensorInfo[]) => TensorInfo[]][] = [
       ['group_norm', 'group_norm_grad', (c, [x, w], [y, m, r]) => [y, x, w, m, r]],
+      ['group_norm_silu', 'group_norm_silu_grad', (c, [x, w, b], [y, m, r]) => [y, x, w, b, m, r]],
       ['batch_norm_train', 'batch_norm_train_grad', (c, [x, w], [y, m, v]) => [y, x, w, m, v]],
       ['layer_norm', 'layer_norm_grad', (c, [x, w], [y, m, r]) => [y, x, w, m, r]],
       ['rms_norm', 'rms_norm_grad', (c, [x, w], [y, r]) => [y, x, w, r]],
@@ -77,7 +82,7 @@ describe('cpu norms and attention, larger shapes', () => {
         const results = [one, two].map((b) => {
           const ins = host.map((h) => upload(b, h));
           const outs = runOp(b, op, ins, c.attrs);
-          const gattrs = op === 'group_norm' ? { groups: c.attrs!.groups } : op.endsWith('norm') && op !== 'batch_norm_train' ? {} : c.attrs;
+          const gattrs = op.startsWith('group_norm') ? { groups: c.attrs!.groups } : op.endsWith('norm') && op !== 'batch_norm_train' ? {} : c.attrs;
           const gouts = runOp(b, grad, gradInputs(c, ins, outs), gattrs);
           const all = [...outs, ...gouts].map((t) => Array.from(b.readSync(t.buffer, t.offset, t.shape.reduce((s, d) => s * d, 1))));
           for (const t of [...ins, ...outs, ...gouts]) b.release(t.buffer);

@@ -162,6 +162,28 @@ describe('cpu convolutions: direct and Winograd paths', () => {
     });
   }
 
+  for (const algo of ['winograd2', 'winograd4'] as const) {
+    it(`${algo}: the weight gradient over many chunks of tile rows is bit-identical on 1 and 2 threads and agrees with the direct path`, async () => {
+      // 4 images of 64x64, 24 -> 40 channels: many chunks and GEMM tiles.
+      const Xw = rand(4 * 24 * 64 * 64, 31), DYw = rand(4 * 40 * 64 * 64, 32);
+      const wgrad = (b: CpuBackend, a: CpuBackend['convAlgorithm']) => withAlgorithm(b, a, () => {
+        const x = upload(b, Xw, [4, 24, 64, 64]), dy = upload(b, DYw, [4, 40, 64, 64]);
+        const [dw] = runOp(b, 'conv2d_grad_weight', [x, dy], { ...attrs, kernelSize: [3, 3] });
+        const out = read(b, dw);
+        for (const t of [x, dy, dw]) b.release(t.buffer);
+        return out;
+      });
+      const [w1, w2, direct] = [await wgrad(one, algo), await wgrad(two, algo), await wgrad(two, 'direct')];
+      expect(w2).toEqual(w1);
+      let num = 0, den = 0;
+      for (let k = 0; k < direct.length; k++) {
+        num += (w2[k] - direct[k]) ** 2;
+        den += direct[k] ** 2;
+      }
+      expect(num / den).toBeLessThan(1e-9);
+    });
+  }
+
   it('takes the Winograd path when forced on a layer of the tokenizer, and matches reference there', async () => {
     const c = { name: 'tokenizer layer', shapes: [[2, 32, 16, 16], [32, 32, 3, 3], [32]], attrs };
     for (const algo of ['winograd4', 'direct'] as const) {

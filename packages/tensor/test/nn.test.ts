@@ -7,7 +7,7 @@ import { type Backend, ReferenceBackend } from '@ibq/kernels';
 import { testBackends } from '@ibq/kernels/harness';
 import {
   Adam, EMA, Generator, type Tensor, backward, clipGradNorm, mean, mul, nn, noGrad, setBackend, square, sub, tensor, tidy,
-  lrAfterDrops, warmupPlateauLinear, relu, add, readSafetensors, writeSafetensors,
+  lrAfterDrops, warmupPlateauLinear, relu, add, readSafetensors, writeSafetensors, silu,
 } from '../src/index.js';
 
 const { backends, destroyAll } = await testBackends();
@@ -101,6 +101,39 @@ describe.each(backends.map((b) => [b.name, b] as const))('nn on %s', (_name, be)
     expect(rm.some((v) => v !== 0)).toBe(true);
     expect(await model.stateDict().get('bn.num_batches_tracked')!.item()).toBe(30);
     model.dispose();
+  });
+
+  it('GroupNorm.forwardSilu is silu(forward) in one op: values and gradients of x, weight and bias', async () => {
+    setBackend(be);
+    const norm = new nn.GroupNorm(2, 4, 1e-6);
+    // weight and bias off 1 and 0, so that a mix-up of either shows
+    const host = (data: number[]) => ({ dtype: 'f32' as const, shape: [data.length], data: Float32Array.from(data) });
+    norm.loadStateDict({ weight: host([0.5, -1.5, 2, 1]), bias: host([0.3, -0.2, 1, -2]) });
+    const { x: xv, y: yv } = problem(3, [4, 5, 5]);
+    const upstream = Array.from({ length: xv.length }, (_, i) => yv[i % yv.length] - 0.5 + Math.sin(i));
+    const run = async (f: (x: Tensor) => Tensor) => {
+      const x = tensor(xv, [3, 4, 5, 5], { requiresGrad: true });
+      const up = tensor(upstream, [3, 4, 5, 5]);
+      const y = f(x);
+      const out = await y.array();
+      backward(tidy(() => mean(mul(y, up))));
+      const grads = [await x.grad!.array(), await norm.weight.grad!.array(), await norm.bias.grad!.array()];
+      for (const p of [norm.weight, norm.bias]) {
+        p.grad!.dispose();
+        p.grad = null;
+      }
+      [x, up, y].forEach((t) => t.dispose());
+      return [out, ...grads];
+    };
+    const fused = await run((x) => norm.forwardSilu(x));
+    const separate = await run((x) => silu(norm.forward(x)));
+    const names = ['y', 'dx', 'dweight', 'dbias'];
+    fused.forEach((f, k) => {
+      const r = separate[k];
+      const err = f.reduce((a, v, j) => a + (v - r[j]) ** 2, 0) / r.reduce((a, v) => a + v * v, 0);
+      expect(err, names[k]).toBeLessThan(1e-9);
+    });
+    norm.dispose();
   });
 
   it('save then load is bit-exact', async () => {

@@ -1,6 +1,7 @@
-// Normalisation family: GroupNorm, BatchNorm (train and eval), LayerNorm, RMSNorm, with PyTorch
-// semantics (biased variance inside the normalisation). The forward ops also return their saved
-// statistics (mean, rstd or var), which carry no gradient; the fused *_grad kernels take them back.
+// Normalisation family: GroupNorm (alone and fused with the SiLU that follows it), BatchNorm
+// (train and eval), LayerNorm, RMSNorm, with PyTorch semantics (biased variance inside the
+// normalisation). The forward ops also return their saved statistics (mean, rstd or var), which
+// carry no gradient; the fused *_grad kernels take them back.
 
 import { defineOps, type Domain, type OpCase, type ShapeDtype, type VjpContext } from '../op.js';
 import { numAttr } from '../shape.js';
@@ -54,7 +55,18 @@ function sumToChannels(ctx: VjpContext, t: TensorInfo): TensorInfo {
   return ctx.run('sum', [s], { axes: [0], keepDims: false })[0];
 }
 
+/** Output shapes of a GroupNorm forward (group_norm, group_norm_silu): y like x, mean and rstd [N, groups]. */
+function groupNormInfer(op: string, x: ShapeDtype, w: ShapeDtype, b: ShapeDtype, attrs: Record<string, unknown>): ShapeDtype[] {
+  const C = channelsOf(op, x);
+  const G = normGroups(op, attrs, C);
+  normEps(op, attrs);
+  expectShape(op, 'weight', w, [C]);
+  expectShape(op, 'bias', b, [C]);
+  return [{ shape: x.shape, dtype: x.dtype }, { shape: [x.shape[0], G], dtype: x.dtype }, { shape: [x.shape[0], G], dtype: x.dtype }];
+}
+
 const POSITIVE: Domain = { kind: 'uniform', lo: 0.25, hi: 2 };
+const WIDE: Domain = { kind: 'uniform', lo: -40, hi: 40 };
 const STATS_DOMAINS: (Domain | undefined)[] = [undefined, undefined, undefined, undefined, POSITIVE];
 
 const groupCases: OpCase[] = [
@@ -68,6 +80,9 @@ const groupCases: OpCase[] = [
   { name: 'one-element-groups', shapes: [[2, 4, 1, 1], [4], [4]], attrs: { groups: 4, eps: 1e-5 } },
   { name: 'empty-batch', shapes: [[0, 4, 3, 3], [4], [4]], attrs: { groups: 2, eps: 1e-5 } },
 ];
+
+/** group_norm_silu's extra case: weight and bias large enough that h reaches both flat ends of sigmoid (exp's clamps on cpu). */
+const SATURATING: OpCase = { name: 'saturating', shapes: [[2, 8, 3, 5], [8], [8]], attrs: { groups: 4, eps: 1e-5 } };
 
 const batchCases: OpCase[] = [
   { name: 'regular', shapes: [[4, 4, 5, 5], [4], [4]], attrs: { eps: 1e-5 } },
@@ -105,15 +120,7 @@ defineOps([
       + 'both [N, groups], which carry no gradient. eps defaults to 1e-5; a group with no elements has mean 0, rstd 1/sqrt(eps).',
     inputs: [{ name: 'x', kind: 'float' }, { name: 'weight', kind: 'float' }, { name: 'bias', kind: 'float' }],
     outputs: ['y', 'mean', 'rstd'],
-    infer: ([x, w, b], attrs) => {
-      const op = 'group_norm';
-      const C = channelsOf(op, x);
-      const G = normGroups(op, attrs, C);
-      normEps(op, attrs);
-      expectShape(op, 'weight', w, [C]);
-      expectShape(op, 'bias', b, [C]);
-      return [{ shape: x.shape, dtype: x.dtype }, { shape: [x.shape[0], G], dtype: x.dtype }, { shape: [x.shape[0], G], dtype: x.dtype }];
-    },
+    infer: ([x, w, b], attrs) => groupNormInfer('group_norm', x, w, b, attrs),
     tolerance: 'accumulate',
     cases: groupCases,
     gradOutputs: [0],
@@ -149,6 +156,56 @@ defineOps([
       return [x, x, w, stats, stats];
     }, (a) => ({ groups: a.groups })),
     backwardOf: 'group_norm',
+  },
+  {
+    name: 'group_norm_silu',
+    autocast: 'f32',
+    doc: 'silu(group_norm(x, weight, bias)) in one op (the tokenizer\'s nonlinearity(norm(x))): h = xhat*weight[c] + bias[c] as group_norm, '
+      + 'y = h*sigmoid(h). Also returns mean and rstd [N, groups] of the GroupNorm, which carry no gradient; h is not kept (the backward '
+      + 'recomputes it from x and the statistics). eps defaults to 1e-5; a group with no elements has mean 0, rstd 1/sqrt(eps).',
+    inputs: [{ name: 'x', kind: 'float' }, { name: 'weight', kind: 'float' }, { name: 'bias', kind: 'float' }],
+    outputs: ['y', 'mean', 'rstd'],
+    infer: ([x, w, b], attrs) => groupNormInfer('group_norm_silu', x, w, b, attrs),
+    tolerance: 'accumulate',
+    cases: [...groupCases, { ...SATURATING, domains: [undefined, WIDE, WIDE] }],
+    gradOutputs: [0],
+    vjp: (ctx, [x, w, b], [, mean, rstd], [dy], attrs) => {
+      if (!dy) return [null, null, null];
+      return ctx.run('group_norm_silu_grad', [dy, x, w, b, mean, rstd], { groups: attrs.groups });
+    },
+  },
+  {
+    name: 'group_norm_silu_grad',
+    doc: 'Gradients of group_norm_silu from dy, x, weight, bias and the saved mean and rstd [N, groups]: h = (x - mean)*rstd*weight[c] + bias[c] '
+      + 'is recomputed, dh = dy*s*(1 + h*(1-s)) with s = sigmoid(h) (silu_grad), then group_norm_grad of dh: dx, dweight[c] = sum of dh*xhat, '
+      + 'dbias[c] = sum of dh.',
+    inputs: [
+      { name: 'dy', kind: 'float' }, { name: 'x', kind: 'float' }, { name: 'weight', kind: 'float' }, { name: 'bias', kind: 'float' },
+      { name: 'mean', kind: 'float' }, { name: 'rstd', kind: 'float' },
+    ],
+    outputs: ['dx', 'dweight', 'dbias'],
+    infer: ([dy, x, w, b, mean, rstd], attrs) => {
+      const op = 'group_norm_silu_grad';
+      const C = channelsOf(op, x);
+      const G = normGroups(op, attrs, C);
+      expectShape(op, 'dy', dy, x.shape);
+      expectShape(op, 'weight', w, [C]);
+      expectShape(op, 'bias', b, [C]);
+      expectShape(op, 'mean', mean, [x.shape[0], G]);
+      expectShape(op, 'rstd', rstd, [x.shape[0], G]);
+      return [{ shape: x.shape, dtype: x.dtype }, { shape: [C], dtype: x.dtype }, { shape: [C], dtype: x.dtype }];
+    },
+    domain: [undefined, undefined, undefined, undefined, undefined, POSITIVE],
+    tolerance: 'loose',
+    cases: gradCases(groupCases, (c) => {
+      const [x, w] = c.shapes;
+      const stats = [x[0], c.attrs!.groups as number];
+      return [x, x, w, w, stats, stats];
+    }, (a) => ({ groups: a.groups })).concat({
+      ...SATURATING, shapes: [[2, 8, 3, 5], [2, 8, 3, 5], [8], [8], [2, 4], [2, 4]], attrs: { groups: 4 },
+      domains: [undefined, undefined, WIDE, WIDE],
+    }),
+    backwardOf: 'group_norm_silu',
   },
   {
     name: 'batch_norm_train',

@@ -119,6 +119,13 @@ export class GroupNorm extends Module {
   forward(x: Tensor): Tensor {
     return normOutput(apply('group_norm', [x, this.weight, this.bias], { groups: this.numGroups, eps: this.eps }));
   }
+  /**
+   * silu(forward(x)) as one op (group_norm_silu: one pass each way, and only x is kept for the
+   * backward, not the normalised h): the VQGAN blocks' nonlinearity(norm(x)).
+   */
+  forwardSilu(x: Tensor): Tensor {
+    return normOutput(apply('group_norm_silu', [x, this.weight, this.bias], { groups: this.numGroups, eps: this.eps }));
+  }
 }
 
 export class LayerNorm extends Module {

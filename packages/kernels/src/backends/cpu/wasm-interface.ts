@@ -69,6 +69,10 @@ export interface CpuExports {
   groupNormGrad(dy: number, x: number, w: number, mean: number, rstd: number, dx: number, sums: number, G: number, Cg: number, S: number, s0: number, s1: number): void;
   /** assembly/norm.ts (usize, usize, usize, usize, i32, i32, i32, i32, i32): void */
   groupNormGradChannels(sums: number, rstd: number, dw: number, db: number, N: number, C: number, G: number, c0: number, c1: number): void;
+  /** assembly/norm.ts (usize, usize, usize, usize, usize, usize, i32, i32, i32, f64, i32, i32): void */
+  groupNormSilu(x: number, w: number, b: number, y: number, mean: number, rstd: number, G: number, Cg: number, S: number, eps: number, s0: number, s1: number): void;
+  /** assembly/norm.ts (usize, usize, usize, usize, usize, usize, usize, usize, i32, i32, i32, i32, i32): void */
+  groupNormSiluGrad(dy: number, x: number, w: number, b: number, mean: number, rstd: number, dx: number, sums: number, G: number, Cg: number, S: number, s0: number, s1: number): void;
   /** assembly/index.ts (): usize */
   heapBase(): number;
   /** assembly/quantize.ts (usize, usize, usize, usize, i32, usize, i32, i32, i32, f32, i32, usize, usize, usize): void */
@@ -162,13 +166,14 @@ export const CPU_EXPORT_NAMES: readonly CpuExportName[] = [
   'castF32I32', 'castI32F32', 'channelAffine', 'chunkSums', 'col2im', 'copy32',
   'copy4', 'crossEntropy', 'crossEntropyGrad', 'emaUpdate', 'erf64', 'expSumShifted',
   'extremeRun', 'fill32', 'gatherRows', 'gemm', 'gemmTiles', 'groupNorm',
-  'groupNormGrad', 'groupNormGradChannels', 'heapBase', 'ibqFwdPass1', 'ibqFwdPass1State', 'ibqFwdPass1Units',
-  'ibqFwdPass2', 'ibqFwdPass2Units', 'ibqFwdTokenItems', 'ibqGradHardPath', 'ibqGradPassA', 'ibqGradPassAState',
-  'ibqGradPassAUnits', 'ibqGradPassB', 'ibqGradPassBUnits', 'ibqGradSetup', 'ibqGradTokenItems', 'layerNorm',
-  'layerNormGrad', 'philoxFill', 'pool2d', 'reduce', 'resizeBilinear', 'rmsNorm',
-  'rmsNormGrad', 'rope', 'scatterAddRows', 'siluGrad', 'softmax', 'sqDiffSum',
-  'sumRun', 'unary', 'upsample2x', 'upsample2xGrad', 'where', 'winoGradOut',
-  'winoInput', 'winoKernel', 'winoKernelGrad', 'winoOutput', 'winoPipeline',
+  'groupNormGrad', 'groupNormGradChannels', 'groupNormSilu', 'groupNormSiluGrad', 'heapBase', 'ibqFwdPass1',
+  'ibqFwdPass1State', 'ibqFwdPass1Units', 'ibqFwdPass2', 'ibqFwdPass2Units', 'ibqFwdTokenItems', 'ibqGradHardPath',
+  'ibqGradPassA', 'ibqGradPassAState', 'ibqGradPassAUnits', 'ibqGradPassB', 'ibqGradPassBUnits', 'ibqGradSetup',
+  'ibqGradTokenItems', 'layerNorm', 'layerNormGrad', 'philoxFill', 'pool2d', 'reduce',
+  'resizeBilinear', 'rmsNorm', 'rmsNormGrad', 'rope', 'scatterAddRows', 'siluGrad',
+  'softmax', 'sqDiffSum', 'sumRun', 'unary', 'upsample2x', 'upsample2xGrad',
+  'where', 'winoGradOut', 'winoInput', 'winoKernel', 'winoKernelGrad', 'winoOutput',
+  'winoPipeline',
 ];
 
 /** Integer constants of each assembly module (op codes, descriptor fields, sizes). */

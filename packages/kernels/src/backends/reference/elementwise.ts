@@ -96,12 +96,15 @@ for (const [op, f] of Object.entries(BINARY_FN)) {
   });
 }
 
+/** silu's backward at one element: dy*s*(1 + x*(1-s)), s = sigmoid(x) (also group_norm_silu_grad's). */
+export function siluGrad(x: number, dy: number): number {
+  const s = 1 / (1 + Math.exp(-x));
+  return dy * s * (1 + x * (1 - s));
+}
+
 registerKernel<ReferenceBackend>('silu_grad', R, (_b, [x, dy], [dx]) => {
   const xv = view(x), gv = view(dy), out = view(dx);
-  for (let i = 0; i < out.length; i++) {
-    const s = 1 / (1 + Math.exp(-xv[i]));
-    out[i] = gv[i] * s * (1 + xv[i] * (1 - s));
-  }
+  for (let i = 0; i < out.length; i++) out[i] = siluGrad(xv[i], gv[i]);
 });
 
 registerKernel<ReferenceBackend>('where', R, (_b, [c, a, b], [y]) => {

@@ -1,4 +1,5 @@
-// Reference kernels for src/ops/norm.ts: two-pass statistics in float64.
+// Reference kernels for src/ops/norm.ts: two-pass statistics in float64. group_norm_silu applies
+// the elementwise silu (and its backward, silu_grad) in float64 on the unrounded h.
 // GroupNorm, BatchNorm and LayerNorm differ only in which elements form one normalisation set
 // and which weight each element uses, so they share one forward and one backward routine.
 
@@ -6,6 +7,7 @@ import { registerKernel } from '../../dispatch.js';
 import { normEps, normGroups } from '../../ops/norm.js';
 import { sizeOf, type TensorInfo } from '../../types.js';
 import { type ReferenceBackend, view } from './backend.js';
+import { UNARY_FN, siluGrad } from './elementwise.js';
 
 const R = 'reference';
 type Values = Float32Array | Float64Array | Int32Array;
@@ -74,12 +76,14 @@ function moments(xv: Values, sets: NormSets): { mean: Float64Array; variance: Fl
   return { mean, variance };
 }
 
-/** y = (x - mean)*rstd*weight + bias over every set. */
-function normalise(xv: Values, wv: Values, bv: Values, yv: Values, sets: NormSets, mean: ArrayLike<number>, rstd: ArrayLike<number>): void {
+/** y = act((x - mean)*rstd*weight + bias) over every set (act: identity, or silu for group_norm_silu). */
+function normalise(
+  xv: Values, wv: Values, bv: Values, yv: Values, sets: NormSets, mean: ArrayLike<number>, rstd: ArrayLike<number>, act: (h: number) => number = (h) => h,
+): void {
   for (let s = 0; s < sets.count; s++) {
     for (let k = 0; k < sets.size; k++) {
       const i = sets.index(s, k), c = sets.channel(s, k);
-      yv[i] = (xv[i] - mean[s]) * rstd[s] * wv[c] + bv[c];
+      yv[i] = act((xv[i] - mean[s]) * rstd[s] * wv[c] + bv[c]);
     }
   }
 }
@@ -129,6 +133,25 @@ registerKernel<ReferenceBackend>('group_norm', R, (_b, [x, w, b], [y, meanOut, r
 registerKernel<ReferenceBackend>('group_norm_grad', R, (_b, [dy, x, w, mean, rstd], [dx, dw, db], attrs) => {
   const sets = groupSets(x, normGroups('group_norm_grad', attrs, x.shape[1]));
   normaliseBackward(view(dy), view(x), view(w), view(mean), view(rstd), sets, view(dx), view(dw), view(db));
+});
+
+registerKernel<ReferenceBackend>('group_norm_silu', R, (_b, [x, w, b], [y, meanOut, rstdOut], attrs) => {
+  const sets = groupSets(x, normGroups('group_norm_silu', attrs, x.shape[1]));
+  const { mean, variance } = moments(view(x), sets);
+  const rstd = rstdOf(variance, normEps('group_norm_silu', attrs));
+  normalise(view(x), view(w), view(b), view(y), sets, mean, rstd, (v) => UNARY_FN.silu(v, attrs));
+  view(meanOut).set(mean);
+  view(rstdOut).set(rstd);
+});
+
+registerKernel<ReferenceBackend>('group_norm_silu_grad', R, (_b, [dy, x, w, b, mean, rstd], [dx, dw, db], attrs) => {
+  // dh = silu'(h)*dy with h recomputed in float64 from the saved statistics, then GroupNorm's backward of dh.
+  const sets = groupSets(x, normGroups('group_norm_silu_grad', attrs, x.shape[1]));
+  const h = new Float64Array(sizeOf(x.shape));
+  normalise(view(x), view(w), view(b), h, sets, view(mean), view(rstd));
+  const dyv = view(dy);
+  const dh = h.map((v, i) => siluGrad(v, dyv[i]));
+  normaliseBackward(dh, view(x), view(w), view(mean), view(rstd), sets, view(dx), view(dw), view(db));
 });
 
 registerKernel<ReferenceBackend>('batch_norm_train', R, (_b, [x, w, b], [y, meanOut, varOut], attrs) => {

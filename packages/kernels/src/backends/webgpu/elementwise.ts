@@ -32,7 +32,7 @@ export const UNARY_WGSL: Record<string, { expr: string; attrs?: string[] }> = {
   erf: { expr: 'erf_acc(x)' },
   relu: { expr: 'select(0.0, x, x > 0.0)' },
   leaky_relu: { expr: 'select(P.alpha * x, x, x > 0.0)', attrs: ['alpha'] },
-  silu: { expr: 'x * sigmoid_acc(x)' },
+  silu: { expr: 'silu_acc(x)' },
   gelu: { expr: '0.5 * x * (1.0 + erf_acc(x * 0.70710678118654752))' },
   softplus: { expr: 'select(log1p_acc(exp(x)), x, x > 20.0)' },
   scale: { expr: 'fma(x, P.mul, P.add)', attrs: ['mul', 'add'] },
@@ -196,9 +196,8 @@ for (const [op, expr] of Object.entries(BINARY_WGSL)) {
   registerKernel<WebGpuBackend>(op, W, (be, [a, b], [y]) => broadcastMap(be, op, expr, [a, b], y));
 }
 registerKernel<WebGpuBackend>('where', W, (be, [c, a, b], [y]) => broadcastMap(be, 'where', 'select(c, b, a != 0.0)', [c, a, b], y));
-// a = x, b = dy; s = sigmoid(x) written out twice (the compiler shares it).
-registerKernel<WebGpuBackend>('silu_grad', W, (be, [x, dy], [dx]) =>
-  broadcastMap(be, 'silu_grad', 'b * (1.0 / (1.0 + exp(-a))) * (1.0 + a * (1.0 - 1.0 / (1.0 + exp(-a))))', [x, dy], dx));
+// a = x, b = dy.
+registerKernel<WebGpuBackend>('silu_grad', W, (be, [x, dy], [dx]) => broadcastMap(be, 'silu_grad', 'silu_grad_acc(a, b)', [x, dy], dx));
 
 const fillProgram = memo((t: string): Program => ({
   name: 'fill',

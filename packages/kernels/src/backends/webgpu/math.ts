@@ -39,6 +39,13 @@ fn tanh_acc(x: f32) -> f32 {
 fn sigmoid_acc(x: f32) -> f32 {
   return 1.0 / (1.0 + exp(-x));
 }
+fn silu_acc(x: f32) -> f32 {
+  return x * sigmoid_acc(x);
+}
+fn silu_grad_acc(x: f32, dy: f32) -> f32 {
+  let s = sigmoid_acc(x);
+  return dy * s * (1.0 + x * (1.0 - s));
+}
 fn pow_acc(a: f32, b: f32) -> f32 {
   return pow(a, b);
 }

@@ -2,13 +2,14 @@
 // elements (group: a contiguous (sample, group) block; batch: a channel across the batch;
 // row: the last dim). A workgroup per set computes the statistics (two passes: mean, then the
 // centred sum of squares, as the reference) and writes y or dx; the weight / bias gradients
-// take a workgroup per channel over that channel's elements.
+// take a workgroup per channel over that channel's elements. group_norm_silu is the group mode
+// with silu applied to y, and its gradient kernels recompute h to take silu's backward first.
 
 import { registerKernel } from '../../dispatch.js';
 import { normEps, normGroups } from '../../ops/norm.js';
 import { type TensorInfo, sizeOf } from '../../types.js';
 import type { WebGpuBackend } from './backend.js';
-import { wgSumWgsl } from './math.js';
+import { MATH_WGSL, wgSumWgsl } from './math.js';
 import { type Program, memo, wgslType } from './program.js';
 
 const W = 'webgpu';
@@ -70,19 +71,19 @@ function geometry(mode: Mode, x: TensorInfo, groups = 1): number[] {
  * Forward: y = (x - mean)*rstd*w + b per set; writes mean and rstd (or var for batch norm).
  * `rms`: no mean, no bias, rstd from the mean square.
  */
-const forwardProgram = memo((t: string, mode: Mode, rms: boolean, writesVar: boolean): Program => {
+const forwardProgram = memo((t: string, mode: Mode, rms: boolean, writesVar: boolean, silu: boolean): Program => {
   const ld = (e: string) => (t === 'f32' ? e : `f32(${e})`);
   const st = (e: string) => (t === 'f32' ? e : `${t}(${e})`);
   const inputs = rms ? ['X', 'Wt'] : ['X', 'Wt', 'Bs'];
   const outputs = rms ? ['Y', 'R'] : ['Y', 'Mo', 'R'];
   const offs = [...inputs, ...outputs].map((n): [string, 'u32'] => [`off${n}`, 'u32']);
   return {
-    name: rms ? 'rms_norm' : `${mode}_norm`,
+    name: rms ? 'rms_norm' : `${mode}_norm${silu ? '_silu' : ''}`,
     inputs: inputs.map((name) => ({ name, type: t as 'f32' })),
     outputs: outputs.map((name) => ({ name, type: t as 'f32' })),
     uniforms: [...UNIFORMS, ...offs],
     body: `${modeDecls(mode)}
-${WG_SUM}
+${WG_SUM}${silu ? MATH_WGSL : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg_linear(wid, nwg);
@@ -103,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = elemIndex(s, k);
     let c = elemChannel(s, k);
     let v = (${ld('X[P.offX + i]')} - mean) * rstd * ${ld('Wt[P.offWt + c]')}${rms ? '' : ` + ${ld('Bs[P.offBs + c]')}`};
-    Y[P.offY + i] = ${st('v')};
+    Y[P.offY + i] = ${st(silu ? 'silu_acc(v)' : 'v')};
   }
   if (lid == 0u) {
     ${rms ? '' : `Mo[P.offMo + s] = ${st('mean')};`}
@@ -113,19 +114,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   };
 });
 
-/** dx per set: rstd*(g - mean(g) - xhat*mean(g*xhat)), g = dy*w (rms: no mean terms of x or g). */
-const dxProgram = memo((t: string, mode: Mode, rms: boolean, statIsVar: boolean): Program => {
+/**
+ * The upstream gradient of the normalised value at element i of channel c, as WGSL: dy, or for
+ * group_norm_silu dh = silu'(h)*dy with h = xhat*w[c] + b[c] recomputed (`xhat` in scope).
+ */
+function upstream(ld: (e: string) => string, silu: boolean, i: string, c: string): string {
+  const dy = ld(`DY[P.offDY + ${i}]`);
+  return silu ? `silu_grad_acc(xhat * ${ld(`Wt[P.offWt + ${c}]`)} + ${ld(`Bs[P.offBs + ${c}]`)}, ${dy})` : dy;
+}
+
+/** dx per set: rstd*(g - mean(g) - xhat*mean(g*xhat)), g = upstream*w (rms: no mean terms of x or g). */
+const dxProgram = memo((t: string, mode: Mode, rms: boolean, statIsVar: boolean, silu: boolean): Program => {
   const ld = (e: string) => (t === 'f32' ? e : `f32(${e})`);
   const st = (e: string) => (t === 'f32' ? e : `${t}(${e})`);
-  const inputs = rms ? ['DY', 'X', 'Wt', 'R'] : ['DY', 'X', 'Wt', 'Mi', 'R'];
+  const inputs = rms ? ['DY', 'X', 'Wt', 'R'] : ['DY', 'X', 'Wt', ...(silu ? ['Bs'] : []), 'Mi', 'R'];
   const offs = [...inputs, 'DX'].map((n): [string, 'u32'] => [`off${n}`, 'u32']);
   return {
-    name: `${rms ? 'rms' : mode}_norm_dx`,
+    name: `${rms ? 'rms' : mode}_norm${silu ? '_silu' : ''}_dx`,
     inputs: inputs.map((name) => ({ name, type: t as 'f32' })),
     outputs: [{ name: 'DX', type: t as 'f32' }],
     uniforms: [...UNIFORMS, ...offs],
     body: `${modeDecls(mode)}
-${WG_SUM}
+${WG_SUM}${silu ? MATH_WGSL : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wg_linear(wid, nwg);
@@ -138,36 +148,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var sgx = 0.0;
   for (var k = lid; k < n; k += ${WG}u) {
     let i = elemIndex(s, k);
-    let g = ${ld('DY[P.offDY + i]')} * ${ld('Wt[P.offWt + elemChannel(s, k)]')};
+    let c = elemChannel(s, k);
+    let xc = ${ld('X[P.offX + i]')} - mean;
+    let xhat = xc * rstd;
+    let g = ${upstream(ld, silu, 'i', 'c')} * ${ld('Wt[P.offWt + c]')};
     sg += g;
-    sgx += g * (${ld('X[P.offX + i]')} - mean) * rstd;
+    sgx += g * xc * rstd;
   }
   let meanG = ${rms ? '0.0' : 'wg_sum(sg, lid) / f32(n)'};
   let meanGX = wg_sum(sgx, lid) / f32(n);
   for (var k = lid; k < n; k += ${WG}u) {
     let i = elemIndex(s, k);
+    let c = elemChannel(s, k);
     let xhat = (${ld('X[P.offX + i]')} - mean) * rstd;
-    let g = ${ld('DY[P.offDY + i]')} * ${ld('Wt[P.offWt + elemChannel(s, k)]')};
+    let g = ${upstream(ld, silu, 'i', 'c')} * ${ld('Wt[P.offWt + c]')};
     DX[P.offDX + i] = ${st('rstd * (g - meanG - xhat * meanGX)')};
   }
 }`,
   };
 });
 
-/** dweight[c] = sum dy*xhat and dbias[c] = sum dy over the elements of channel c. */
-const dwProgram = memo((t: string, mode: Mode, rms: boolean, statIsVar: boolean): Program => {
+/** dweight[c] = sum upstream*xhat and dbias[c] = sum upstream over the elements of channel c. */
+const dwProgram = memo((t: string, mode: Mode, rms: boolean, statIsVar: boolean, silu: boolean): Program => {
   const ld = (e: string) => (t === 'f32' ? e : `f32(${e})`);
   const st = (e: string) => (t === 'f32' ? e : `${t}(${e})`);
-  const inputs = rms ? ['DY', 'X', 'R'] : ['DY', 'X', 'Mi', 'R'];
+  const inputs = rms ? ['DY', 'X', 'R'] : ['DY', 'X', ...(silu ? ['Wt', 'Bs'] : []), 'Mi', 'R'];
   const outputs = rms ? ['DW'] : ['DW', 'DB'];
   const offs = [...inputs, ...outputs].map((n): [string, 'u32'] => [`off${n}`, 'u32']);
   return {
-    name: `${rms ? 'rms' : mode}_norm_dw`,
+    name: `${rms ? 'rms' : mode}_norm${silu ? '_silu' : ''}_dw`,
     inputs: inputs.map((name) => ({ name, type: t as 'f32' })),
     outputs: outputs.map((name) => ({ name, type: t as 'f32' })),
     uniforms: [...UNIFORMS, ['channels', 'u32'], ...offs],
     body: `${modeDecls(mode)}
-${WG_SUM}
+${WG_SUM}${silu ? MATH_WGSL : ''}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = wg_linear(wid, nwg);
@@ -180,8 +194,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let stat = ${ld('R[P.offR + e.x]')};
     let rstd = ${statIsVar ? 'rsqrt_acc(stat + P.eps)' : 'stat'};
     let mean = ${rms ? '0.0' : ld('Mi[P.offMi + e.x]')};
-    let dy = ${ld('DY[P.offDY + e.y]')};
-    sw += dy * (${ld('X[P.offX + e.y]')} - mean) * rstd;
+    let xc = ${ld('X[P.offX + e.y]')} - mean;
+    let xhat = xc * rstd;
+    let dy = ${upstream(ld, silu, 'e.y', 'c')};
+    sw += dy * xc * rstd;
     sb += dy;
   }
   let tw = wg_sum(sw, lid);
@@ -199,19 +215,23 @@ function dispatchNorm(be: WebGpuBackend, prog: Program, ins: readonly TensorInfo
   be.dispatch(prog, bi.map((b) => b.ref), bo.map((b) => b.ref), [...geom, eps, ...extra, ...bi.map((b) => b.elemOffset), ...bo.map((b) => b.elemOffset)], workgroups);
 }
 
-function forward(be: WebGpuBackend, mode: Mode, rms: boolean, writesVar: boolean, ins: readonly TensorInfo[], outs: readonly TensorInfo[], eps: number, groups = 1): void {
+function forward(be: WebGpuBackend, mode: Mode, rms: boolean, writesVar: boolean, ins: readonly TensorInfo[], outs: readonly TensorInfo[], eps: number, groups = 1, silu = false): void {
   const geom = geometry(mode, ins[0], groups);
-  dispatchNorm(be, forwardProgram(wgslType(ins[0].dtype), mode, rms, writesVar), ins, outs, geom, eps, [], geom[0]);
+  dispatchNorm(be, forwardProgram(wgslType(ins[0].dtype), mode, rms, writesVar, silu), ins, outs, geom, eps, [], geom[0]);
 }
 
+/** Inputs [dy, x, w, (bias: silu only), ...stats]. */
 function backward(
-  be: WebGpuBackend, mode: Mode, rms: boolean, statIsVar: boolean, [dy, x, w, ...stats]: readonly TensorInfo[], [dx, ...dparams]: readonly TensorInfo[], eps: number, groups = 1,
+  be: WebGpuBackend, mode: Mode, rms: boolean, statIsVar: boolean, ins: readonly TensorInfo[], [dx, ...dparams]: readonly TensorInfo[], eps: number, groups = 1, silu = false,
 ): void {
+  const [dy, x, w] = ins;
   const t = wgslType(x.dtype);
   const geom = geometry(mode, x, groups);
-  if (sizeOf(dx.shape) > 0) dispatchNorm(be, dxProgram(t, mode, rms, statIsVar), [dy, x, w, ...stats], [dx], geom, eps, [], geom[0]);
+  if (sizeOf(dx.shape) > 0) dispatchNorm(be, dxProgram(t, mode, rms, statIsVar, silu), ins, [dx], geom, eps, [], geom[0]);
   const channels = w.shape[0];
-  dispatchNorm(be, dwProgram(t, mode, rms, statIsVar), [dy, x, ...stats], dparams, geom, eps, [channels], channels);
+  // The weight / bias gradients read w (and bias) only to recompute silu's h.
+  const dwIns = silu ? ins : [dy, x, ...ins.slice(3)];
+  dispatchNorm(be, dwProgram(t, mode, rms, statIsVar, silu), dwIns, dparams, geom, eps, [channels], channels);
 }
 
 registerKernel<WebGpuBackend>('group_norm', W, (be, ins, outs, attrs) => {
@@ -219,6 +239,12 @@ registerKernel<WebGpuBackend>('group_norm', W, (be, ins, outs, attrs) => {
 });
 registerKernel<WebGpuBackend>('group_norm_grad', W, (be, ins, outs, attrs) => {
   backward(be, 'group', false, false, ins, outs, 0, normGroups('group_norm_grad', attrs, ins[1].shape[1]));
+});
+registerKernel<WebGpuBackend>('group_norm_silu', W, (be, ins, outs, attrs) => {
+  forward(be, 'group', false, false, ins, outs, normEps('group_norm_silu', attrs), normGroups('group_norm_silu', attrs, ins[0].shape[1]), true);
+});
+registerKernel<WebGpuBackend>('group_norm_silu_grad', W, (be, ins, outs, attrs) => {
+  backward(be, 'group', false, false, ins, outs, 0, normGroups('group_norm_silu_grad', attrs, ins[1].shape[1]), true);
 });
 registerKernel<WebGpuBackend>('batch_norm_train', W, (be, ins, outs, attrs) => {
   forward(be, 'batch', false, true, ins, outs, normEps('batch_norm_train', attrs));

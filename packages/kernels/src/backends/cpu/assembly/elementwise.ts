@@ -3,7 +3,7 @@
 // The host reads the op codes below by name (scripts/gen-wasm-interface.mjs generates them into
 // ../wasm-interface.ts); an op NAME here is the host op name in upper case.
 
-import { expv } from './vmath';
+import { expv, sigmoidv, siluGradv, siluv } from './vmath';
 
 // Unary op codes.
 const NEG = 0, ABS = 1, SIGN = 2, STEP = 3, EXP = 4, LOG = 5, SQRT = 6, RSQRT = 7, SQUARE = 8,
@@ -112,22 +112,10 @@ export function unary(op: i32, x: usize, y: usize, begin: i32, end: i32, p0: f64
   }
 }
 
-@inline function sigmoidv(v: v128): v128 {
-  const one = f32x4.splat(1);
-  return f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v))));
-}
-
 /** exp, sigmoid = 1/(1+e^-x) and silu = x*sigmoid(x) of four lanes. */
 @inline function expFamily(op: i32, v: v128): v128 {
   if (op == EXP) return expv(v);
-  const s = sigmoidv(v);
-  return op == SIGMOID ? s : f32x4.mul(v, s);
-}
-
-/** silu's backward of four lanes: dy*s*(1 + x*(1-s)), s = sigmoid(x). */
-@inline function siluGradv(x: v128, dy: v128): v128 {
-  const one = f32x4.splat(1), s = sigmoidv(x);
-  return f32x4.mul(dy, f32x4.mul(s, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, s)))));
+  return op == SIGMOID ? sigmoidv(v) : siluv(v);
 }
 
 /** dx[i] = silu'(x[i]) * dy[i] for i in [begin, end); the tail through the same lanes. */

@@ -1,12 +1,12 @@
-// The normalisation family: GroupNorm, BatchNorm (train, eval), LayerNorm, RMSNorm and their
-// fused gradients. Statistics are two-pass (mean, then centred squares) in f32x4 blocks
+// The normalisation family: GroupNorm (alone and fused with the SiLU after it), BatchNorm (train,
+// eval), LayerNorm, RMSNorm and their fused gradients. Statistics are two-pass (mean, then centred squares) in f32x4 blocks
 // folded into f64; the centred pass uses the mean rounded to f32 and corrects for the
 // rounding exactly (sum (x-mf)^2 = sum (x-m)^2 + M (m-mf)^2). Each entry point handles a
 // range of normalisation sets (or of row chunks), so the host splits them across threads and
 // the results do not depend on the thread count.
 
 import { sumRun } from './reduce';
-import { hsum64 } from './vmath';
+import { hsum64, siluGradv, siluv } from './vmath';
 
 /** Floats per f32x4 block before folding into f64. */
 const BLOCK = 256;
@@ -78,15 +78,41 @@ function dotDevRun(dy: usize, x: usize, n: i32, m: f32): f64 {
   return total;
 }
 
+/** (x - m) * a + c of four lanes at byte offset o. */
+@inline function affine4(x: usize, o: usize, mv: v128, av: v128, cv: v128): v128 {
+  return f32x4.add(f32x4.mul(f32x4.sub(v128.load(x + o), mv), av), cv);
+}
+
 /** y[i] = (x[i] - m) * a + c over n contiguous floats. */
 function affineRun(x: usize, y: usize, n: i32, m: f32, a: f32, c: f32): void {
   const mv = f32x4.splat(m), av = f32x4.splat(a), cv = f32x4.splat(c);
   let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(y + o, f32x4.add(f32x4.mul(f32x4.sub(v128.load(x + o), mv), av), cv));
-  }
+  for (; i + 4 <= n; i += 4) { const o = <usize>i << 2; v128.store(y + o, affine4(x, o, mv, av, cv)); }
   for (; i < n; i++) { const o = <usize>i << 2; store<f32>(y + o, (load<f32>(x + o) - m) * a + c); }
+}
+
+/** The same lanes for one float at byte offset o (a run's tail), so no element depends on where a run ends. */
+@inline function affine1(x: usize, o: usize, mv: v128, av: v128, cv: v128): v128 {
+  return f32x4.add(f32x4.mul(f32x4.sub(f32x4.splat(load<f32>(x + o)), mv), av), cv);
+}
+
+/** y[i] = silu((x[i] - m) * a + c) over n contiguous floats (group_norm_silu's forward). */
+function affineSiluRun(x: usize, y: usize, n: i32, m: f32, a: f32, c: f32): void {
+  const mv = f32x4.splat(m), av = f32x4.splat(a), cv = f32x4.splat(c);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) { const o = <usize>i << 2; v128.store(y + o, siluv(affine4(x, o, mv, av, cv))); }
+  for (; i < n; i++) { const o = <usize>i << 2; store<f32>(y + o, f32x4.extract_lane(siluv(affine1(x, o, mv, av, cv)), 0)); }
+}
+
+/** dh[i] = silu'(h) dy[i] with h = (x[i] - m) * a + c recomputed, over n contiguous floats (dh may be dy). */
+function siluGradAffineRun(dy: usize, x: usize, dh: usize, n: i32, m: f32, a: f32, c: f32): void {
+  const mv = f32x4.splat(m), av = f32x4.splat(a), cv = f32x4.splat(c);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) { const o = <usize>i << 2; v128.store(dh + o, siluGradv(affine4(x, o, mv, av, cv), v128.load(dy + o))); }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(dh + o, f32x4.extract_lane(siluGradv(affine1(x, o, mv, av, cv), f32x4.splat(load<f32>(dy + o))), 0));
+  }
 }
 
 /**
@@ -131,9 +157,12 @@ function gradRun(dy: usize, x: usize, w: usize, wStride: i32, dx: usize, n: i32,
 // ---------------------------------------------------------------------------------------------
 // GroupNorm: x [N, C, S], G groups of Cg channels; set s = n*G + g is contiguous (Cg*S floats).
 
-/** Forward over sets [s0, s1): mean and rstd per set, y = (x - mean)*rstd*w[c] + b[c]. */
-export function groupNorm(x: usize, w: usize, b: usize, y: usize, mean: usize, rstd: usize,
-  G: i32, Cg: i32, S: i32, eps: f64, s0: i32, s1: i32): void {
+/**
+ * Forward over sets [s0, s1): mean and rstd per set, y = (x - mean)*rstd*w[c] + b[c], or silu of it
+ * (`silu`, constant at each call: the two exports below compile to separate loops).
+ */
+@inline function groupNormSets(x: usize, w: usize, b: usize, y: usize, mean: usize, rstd: usize,
+  G: i32, Cg: i32, S: i32, eps: f64, s0: i32, s1: i32, silu: bool): void {
   const M = Cg * S;
   for (let s = s0; s < s1; s++) {
     const base = <usize>(s * M) << 2;
@@ -150,18 +179,34 @@ export function groupNorm(x: usize, w: usize, b: usize, y: usize, mean: usize, r
       const ch = g * Cg + cc;
       const a = <f32>(r * <f64>load<f32>(w + (<usize>ch << 2)));
       const o = base + (<usize>(cc * S) << 2);
-      affineRun(x + o, y + o, S, mf, a, load<f32>(b + (<usize>ch << 2)));
+      if (silu) affineSiluRun(x + o, y + o, S, mf, a, load<f32>(b + (<usize>ch << 2)));
+      else affineRun(x + o, y + o, S, mf, a, load<f32>(b + (<usize>ch << 2)));
     }
   }
 }
 
+/** group_norm over sets [s0, s1). */
+export function groupNorm(x: usize, w: usize, b: usize, y: usize, mean: usize, rstd: usize,
+  G: i32, Cg: i32, S: i32, eps: f64, s0: i32, s1: i32): void {
+  groupNormSets(x, w, b, y, mean, rstd, G, Cg, S, eps, s0, s1, false);
+}
+
+/** group_norm_silu over sets [s0, s1): one pass writes silu(h), h never stored. */
+export function groupNormSilu(x: usize, w: usize, b: usize, y: usize, mean: usize, rstd: usize,
+  G: i32, Cg: i32, S: i32, eps: f64, s0: i32, s1: i32): void {
+  groupNormSets(x, w, b, y, mean, rstd, G, Cg, S, eps, s0, s1, true);
+}
+
 /**
- * Backward over sets [s0, s1): dx, and per (n, c) the sums A = sum dy, B = sum dy*(x - mean)
+ * Backward over sets [s0, s1): dx, and per (n, c) the sums A = sum g, B = sum g*(x - mean)
  * (f64 pairs at sums[(n*C + c)*2]) from which groupNormGradChannels makes dweight and dbias.
+ * g is dy, or with `silu` dh = silu'(h) dy, h recomputed from x and the statistics and written into
+ * dx channel by channel (still in L1 for the sums and for gradRun, which then works in place).
  */
-export function groupNormGrad(dy: usize, x: usize, w: usize, mean: usize, rstd: usize, dx: usize, sums: usize,
-  G: i32, Cg: i32, S: i32, s0: i32, s1: i32): void {
+@inline function groupNormGradSets(dy: usize, x: usize, w: usize, b: usize, mean: usize, rstd: usize, dx: usize, sums: usize,
+  G: i32, Cg: i32, S: i32, s0: i32, s1: i32, silu: bool): void {
   const M = Cg * S;
+  const src = silu ? dx : dy;
   for (let s = s0; s < s1; s++) {
     const base = <usize>(s * M) << 2;
     const mf = load<f32>(mean + (<usize>s << 2));
@@ -171,11 +216,12 @@ export function groupNormGrad(dy: usize, x: usize, w: usize, mean: usize, rstd: 
     for (let cc = 0; cc < Cg; cc++) {
       const ch = g * Cg + cc;
       const o = base + (<usize>(cc * S) << 2);
-      const A = sumRun(dy + o, S), B = dotDevRun(dy + o, x + o, S, mf);
+      const wc = <f64>load<f32>(w + (<usize>ch << 2));
+      if (silu) siluGradAffineRun(dy + o, x + o, dx + o, S, mf, <f32>(r * wc), load<f32>(b + (<usize>ch << 2)));
+      const A = sumRun(src + o, S), B = dotDevRun(src + o, x + o, S, mf);
       const sp = sums + (<usize>((n * G * Cg + ch) * 2) << 3);
       store<f64>(sp, A);
       store<f64>(sp, B, 8);
-      const wc = <f64>load<f32>(w + (<usize>ch << 2));
       sumG += wc * A;
       sumGX += wc * B;
     }
@@ -184,9 +230,21 @@ export function groupNormGrad(dy: usize, x: usize, w: usize, mean: usize, rstd: 
     const meanG = sumG / <f64>M, k = r * r * sumGX / <f64>M;
     for (let cc = 0; cc < Cg; cc++) {
       const o = base + (<usize>(cc * S) << 2);
-      gradRun(dy + o, x + o, w + (<usize>(g * Cg + cc) << 2), 0, dx + o, S, <f64>mf, r, meanG, k);
+      gradRun(src + o, x + o, w + (<usize>(g * Cg + cc) << 2), 0, dx + o, S, <f64>mf, r, meanG, k);
     }
   }
+}
+
+/** group_norm_grad over sets [s0, s1). */
+export function groupNormGrad(dy: usize, x: usize, w: usize, mean: usize, rstd: usize, dx: usize, sums: usize,
+  G: i32, Cg: i32, S: i32, s0: i32, s1: i32): void {
+  groupNormGradSets(dy, x, w, 0, mean, rstd, dx, sums, G, Cg, S, s0, s1, false);
+}
+
+/** group_norm_silu_grad over sets [s0, s1) (dweight, dbias: groupNormGradChannels, as group_norm_grad). */
+export function groupNormSiluGrad(dy: usize, x: usize, w: usize, b: usize, mean: usize, rstd: usize, dx: usize, sums: usize,
+  G: i32, Cg: i32, S: i32, s0: i32, s1: i32): void {
+  groupNormGradSets(dy, x, w, b, mean, rstd, dx, sums, G, Cg, S, s0, s1, true);
 }
 
 /** dweight[c] = sum_n rstd[n, g(c)] B[n, c], dbias[c] = sum_n A[n, c] for channels [c0, c1). */

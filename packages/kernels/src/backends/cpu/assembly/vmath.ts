@@ -1,5 +1,6 @@
 // Vector math: exp of four f32 lanes (Cephes expf: range reduction by ln 2 and a degree-5
-// polynomial; relative error ~1e-7), and lane reductions. Written for V8's code generation:
+// polynomial; relative error ~1e-7), sigmoid / silu / silu's backward built on it, and lane
+// reductions. Written for V8's code generation:
 // the same results as the textbook form, in about half the instructions.
 
 /**
@@ -31,6 +32,23 @@
   // in its low mantissa bits, and << 23 moves them into the exponent field.
   const pow2 = i32x4.shl(f32x4.add(fx, f32x4.splat(8388735.0)), 23);
   return v128.andnot(f32x4.mul(y, pow2), under);
+}
+
+/** sigmoid = 1/(1+e^-x) of four lanes, through expv. */
+@inline export function sigmoidv(v: v128): v128 {
+  const one = f32x4.splat(1);
+  return f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v))));
+}
+
+/** silu = x*sigmoid(x) of four lanes (the elementwise op and group_norm_silu). */
+@inline export function siluv(v: v128): v128 {
+  return f32x4.mul(v, sigmoidv(v));
+}
+
+/** silu's backward of four lanes: dy*s*(1 + x*(1-s)), s = sigmoid(x) (silu_grad and group_norm_silu_grad). */
+@inline export function siluGradv(x: v128, dy: v128): v128 {
+  const one = f32x4.splat(1), s = sigmoidv(x);
+  return f32x4.mul(dy, f32x4.mul(s, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, s)))));
 }
 
 @inline export function hsum(v: v128): f32 {

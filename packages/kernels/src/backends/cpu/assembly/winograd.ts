@@ -373,15 +373,9 @@ function outputTileRow(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32,
  */
 export function winoGradOut(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
-  const a = m + 2;
-  const TW4 = (TW + 3) & ~3;
-  const Wp = TW4 * m + 8;
   const nr = R1 - R0;
   const groups = (nr + per - 1) / per;
   const jobs = O * groups;
-  const tmp = scratch + (<usize>(m * Wp) << 2);
-  const rowB = <usize>Wp << 2;
-  const sx = <usize>xs << 2;
   const step = claimSize(jobs);
   for (;;) {
     const j0 = atomic.add<i32>(counter, step);
@@ -389,36 +383,46 @@ export function winoGradOut(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i3
     for (let j = j0, j1 = min(jobs, j0 + step); j < j1; j++) {
       const o = j / groups, g = j - o * groups;
       const Rg = R0 + g * per, Rend = min(R1, Rg + per);
-      for (let R = Rg; R < Rend; R++) {
-        const n = R / TH, th = R - n * TH;
-        strip(dy + (<usize>((n * O + o) * OH * OW) << 2), OH, OW, 0, 0, th * m, m, scratch, Wp);
-        const zrow = Z + (<usize>(o * cs + (R - R0) * TW) << 2);
-        for (let tw = 0; tw < TW; tw += 4) {
-          const lanes = min(4, TW - tw);
-          // Rows: tmp[k][jj] = (At^T dY[k][.])[jj].
-          for (let k = 0; k < m; k++) {
-            const p = scratch + <usize>k * rowB + (<usize>(tw * m) << 2);
-            const t = tmp + (<usize>(k * a) << 4);
-            if (m == 2) {
-              const l0 = v128.load(p), l1 = v128.load(p, 16);
-              const y0 = v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), y1 = v128.shuffle<f32>(l0, l1, 1, 3, 5, 7);
-              atT2(y0, y1, t, 16, 4);
-            } else {
-              const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48);
-              atT4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3), t, 16, 4);
-            }
-          }
-          // Columns: Z[i*a + jj] = (At^T tmp[.][jj])[i].
-          const out = zrow + (<usize>tw << 2);
-          const rs: usize = <usize>a << 4;
-          for (let jj = 0; jj < a; jj++) {
-            const t = tmp + (<usize>jj << 4);
-            const o2 = out + <usize>jj * sx;
-            if (m == 2) atT2(v128.load(t), v128.load(t + rs), o2, <usize>a * sx, lanes);
-            else atT4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o2, <usize>a * sx, lanes);
-          }
-        }
+      for (let R = Rg; R < Rend; R++) gradOutTileRow(dy, Z, m, O, OH, OW, TH, TW, o, R, R0, cs, xs, scratch);
+    }
+  }
+}
+
+/** The output gradient's transform of channel o's tile row R into Z (tile index counted from tile row R0). */
+function gradOutTileRow(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
+  o: i32, R: i32, R0: i32, cs: i32, xs: i32, scratch: usize): void {
+  const a = m + 2;
+  const TW4 = (TW + 3) & ~3;
+  const Wp = TW4 * m + 8;
+  const tmp = scratch + (<usize>(m * Wp) << 2);
+  const rowB = <usize>Wp << 2;
+  const sx = <usize>xs << 2;
+  const n = R / TH, th = R - n * TH;
+  strip(dy + (<usize>((n * O + o) * OH * OW) << 2), OH, OW, 0, 0, th * m, m, scratch, Wp);
+  const zrow = Z + (<usize>(o * cs + (R - R0) * TW) << 2);
+  for (let tw = 0; tw < TW; tw += 4) {
+    const lanes = min(4, TW - tw);
+    // Rows: tmp[k][jj] = (At^T dY[k][.])[jj].
+    for (let k = 0; k < m; k++) {
+      const p = scratch + <usize>k * rowB + (<usize>(tw * m) << 2);
+      const t = tmp + (<usize>(k * a) << 4);
+      if (m == 2) {
+        const l0 = v128.load(p), l1 = v128.load(p, 16);
+        const y0 = v128.shuffle<f32>(l0, l1, 0, 2, 4, 6), y1 = v128.shuffle<f32>(l0, l1, 1, 3, 5, 7);
+        atT2(y0, y1, t, 16, 4);
+      } else {
+        const l0 = v128.load(p), l1 = v128.load(p, 16), l2 = v128.load(p, 32), l3 = v128.load(p, 48);
+        atT4(tcol(l0, l1, l2, l3, 0), tcol(l0, l1, l2, l3, 1), tcol(l0, l1, l2, l3, 2), tcol(l0, l1, l2, l3, 3), t, 16, 4);
       }
+    }
+    // Columns: Z[i*a + jj] = (At^T tmp[.][jj])[i].
+    const out = zrow + (<usize>tw << 2);
+    const rs: usize = <usize>a << 4;
+    for (let jj = 0; jj < a; jj++) {
+      const t = tmp + (<usize>jj << 4);
+      const o2 = out + <usize>jj * sx;
+      if (m == 2) atT2(v128.load(t), v128.load(t + rs), o2, <usize>a * sx, lanes);
+      else atT4(v128.load(t), v128.load(t + rs), v128.load(t + 2 * rs), v128.load(t + 3 * rs), o2, <usize>a * sx, lanes);
     }
   }
 }
@@ -470,3 +474,4 @@ export function winoPipeline(x: usize, y: usize, bias: usize, desc: usize, offse
     }
   }
 }
+

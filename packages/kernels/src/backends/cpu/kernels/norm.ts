@@ -1,5 +1,6 @@
 // cpu kernels for src/ops/norm.ts (math in assembly/norm.ts). Threads split the normalisation
-// sets: (sample, group) for GroupNorm, channels for BatchNorm, rows for LayerNorm / RMSNorm.
+// sets: (sample, group) for GroupNorm (and GroupNorm+SiLU), channels for BatchNorm, rows for
+// LayerNorm / RMSNorm.
 // Weight and bias gradients that sum across sets are computed from per-set (GroupNorm) or
 // per-chunk-of-rows (LayerNorm, RMSNorm) partials added in a fixed order, so every result is
 // the same on any number of threads.
@@ -42,25 +43,45 @@ function withScratch<T>(b: CpuBackend, bytes: number, fn: (ptr: number) => T): T
   }
 }
 
-registerKernel<CpuBackend>('group_norm', C, (b, [x, w, bias], [y, mean, rstd], attrs) => {
-  const [N, Ch, S] = ncs(x);
-  const G = normGroups('group_norm', attrs, Ch);
-  const eps = normEps('group_norm', attrs);
-  const Cg = Ch / G;
-  const [xp, wp, bp, yp, mp, rp] = [x, w, bias, y, mean, rstd].map((t) => b.addr(t));
-  b.pool.run('groupNorm', ranges(b, N * G, Cg * S).map(([s0, s1]) => [xp, wp, bp, yp, mp, rp, G, Cg, S, eps, s0, s1]));
-});
+/** group_norm and group_norm_silu: one export each over the same (sample, group) split. */
+function groupNormForward(op: string, fn: 'groupNorm' | 'groupNormSilu'): void {
+  registerKernel<CpuBackend>(op, C, (b, [x, w, bias], [y, mean, rstd], attrs) => {
+    const [N, Ch, S] = ncs(x);
+    const G = normGroups(op, attrs, Ch);
+    const eps = normEps(op, attrs);
+    const Cg = Ch / G;
+    const [xp, wp, bp, yp, mp, rp] = [x, w, bias, y, mean, rstd].map((t) => b.addr(t));
+    b.pool.run(fn, ranges(b, N * G, Cg * S).map(([s0, s1]) => [xp, wp, bp, yp, mp, rp, G, Cg, S, eps, s0, s1]));
+  });
+}
+groupNormForward('group_norm', 'groupNorm');
+groupNormForward('group_norm_silu', 'groupNormSilu');
 
-registerKernel<CpuBackend>('group_norm_grad', C, (b, [dy, x, w, mean, rstd], [dx, dw, db], attrs) => {
+/**
+ * dx per (sample, group) set with the per-(n, c) sums in scratch, then dweight and dbias per channel
+ * from them. `bias` (group_norm_silu_grad only) selects the export that recomputes h for silu's backward.
+ */
+function groupNormBackward(b: CpuBackend, op: string, [dy, x, w, mean, rstd]: TensorInfo[], bias: TensorInfo | null, [dx, dw, db]: TensorInfo[], attrs: Record<string, unknown>): void {
   const [N, Ch, S] = ncs(x);
-  const G = normGroups('group_norm_grad', attrs, Ch);
+  const G = normGroups(op, attrs, Ch);
   const Cg = Ch / G;
   const [dyp, xp, wp, mp, rp, dxp, dwp, dbp] = [dy, x, w, mean, rstd, dx, dw, db].map((t) => b.addr(t));
   withScratch(b, N * Ch * 16, (sums) => {
-    b.pool.run('groupNormGrad', ranges(b, N * G, Cg * S).map(([s0, s1]) => [dyp, xp, wp, mp, rp, dxp, sums, G, Cg, S, s0, s1]));
+    const sets = ranges(b, N * G, Cg * S);
+    if (bias) {
+      const bp = b.addr(bias);
+      b.pool.run('groupNormSiluGrad', sets.map(([s0, s1]) => [dyp, xp, wp, bp, mp, rp, dxp, sums, G, Cg, S, s0, s1]));
+    } else {
+      b.pool.run('groupNormGrad', sets.map(([s0, s1]) => [dyp, xp, wp, mp, rp, dxp, sums, G, Cg, S, s0, s1]));
+    }
     b.pool.run('groupNormGradChannels', ranges(b, Ch, N).map(([c0, c1]) => [sums, rp, dwp, dbp, N, Ch, G, c0, c1]));
   });
-});
+}
+
+registerKernel<CpuBackend>('group_norm_grad', C, (b, ins, outs, attrs) => groupNormBackward(b, 'group_norm_grad', [...ins], null, [...outs], attrs));
+
+registerKernel<CpuBackend>('group_norm_silu_grad', C, (b, [dy, x, w, bias, mean, rstd], outs, attrs) =>
+  groupNormBackward(b, 'group_norm_silu_grad', [dy, x, w, mean, rstd], bias, [...outs], attrs));
 
 registerKernel<CpuBackend>('batch_norm_train', C, (b, [x, w, bias], [y, mean, variance], attrs) => {
   const [N, Ch, S] = ncs(x);
