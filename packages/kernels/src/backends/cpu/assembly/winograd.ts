@@ -217,8 +217,8 @@ function strip(x: usize, H: i32, W: i32, pt: i32, pl: i32, r0: i32, rows: i32, d
  * the same line (sharing one made two threads slower than one).
  * x is [N, C, H, W] at (pt, pl) in padded coordinates; a tile row R = n*TH + th covers
  * output rows th*m.. of image n. t counts from the chunk's first tile row, TW tiles per row;
- * cs and xs are V's channel and xi strides in elements (host: lineUp, planeStride). `scratch`: a*Wp floats of strip
- * plus a*a vectors.
+ * cs and xs are V's channel and xi strides in elements (host: lineUp, planeStride).
+ * `scratch`: a*Wp floats of strip plus a*a vectors.
  */
 export function winoInput(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt: i32, pl: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
@@ -283,8 +283,9 @@ function inputTileRow(x: usize, V: usize, m: i32, C: i32, H: i32, W: i32, pt: i3
 
 /**
  * Output transform: y[n, o] rows of tile rows [R0, R1) from M[xi][o][t] (channel and xi
- * strides cs and xs, elements), plus bias[o] when bias != 0. Jobs (o, tile row) from `counter`. `scratch`: a*a
- * vectors plus m rows of TW4*m floats. M must be readable 3 floats past its end.
+ * strides cs and xs, elements), plus bias[o] when bias != 0. Jobs (o, tile row) from
+ * `counter`. `scratch`: a*a vectors plus m rows of TW4*m floats. M must be readable 3 floats
+ * past its end.
  */
 export function winoOutput(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
@@ -369,7 +370,8 @@ function outputTileRow(M: usize, y: usize, bias: usize, m: i32, O: i32, OH: i32,
 /**
  * The output gradient's transform for the weight gradient: Z[xi][o][t] = (At^T dY_t At)[xi],
  * dY_t the m x m tile of dy [N, O, OH, OW] (zero past its edges). Jobs (o, `per` tile rows) from
- * `counter`; cs and xs are Z's channel and xi strides in elements. `scratch`: m*Wp floats plus a*a vectors.
+ * `counter`; cs and xs are Z's channel and xi strides in elements. `scratch`: m*Wp floats plus
+ * a*a vectors.
  */
 export function winoGradOut(dy: usize, Z: usize, m: i32, O: i32, OH: i32, OW: i32, TH: i32, TW: i32,
   R0: i32, R1: i32, per: i32, cs: i32, xs: i32, counter: usize, scratch: usize): void {
