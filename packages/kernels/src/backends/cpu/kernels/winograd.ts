@@ -116,8 +116,9 @@ const PIPELINE_CHUNK_BYTES = 512 << 10;
 const CHUNKS_PER_THREAD = 4;
 /**
  * Fewest tiles in a pipeline chunk: each chunk's GEMMs pack and read the whole transformed kernel
- * U, so a chunk also needs at least as many transformed values as U has (Cin Cout / (Cin + Cout)
- * tiles): the official 64px layer (256 channels) ran 1.2x slower in chunks of 32 tiles.
+ * U, so a chunk also needs at least half as many transformed values as U has (Cin Cout / (2 (Cin
+ * + Cout)) tiles): the official 64px layer (256 channels, U 4x a 32-tile chunk) ran 1.2x slower
+ * in the pipeline; config S's 16px layer (128 channels, 2x) about even; its 32px layer (1x) faster.
  */
 const MIN_CHUNK_TILES = 32;
 
@@ -135,7 +136,7 @@ export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv
   // lines of tiles (full GEMM panels), within the budget where those allow, and several chunks
   // per thread. Chunking never changes a tile's arithmetic.
   const per = rowsPerJob(TW);
-  const minRows = Math.ceil(Math.max(MIN_CHUNK_TILES, (c.Cin * c.Cout) / (c.Cin + c.Cout)) / TW);
+  const minRows = Math.ceil(Math.max(MIN_CHUNK_TILES, (c.Cin * c.Cout) / (2 * (c.Cin + c.Cout))) / TW);
   let chunkRows = Math.max(minRows, Math.min(p.chunkRows, Math.ceil(rows / (CHUNKS_PER_THREAD * T))));
   if (chunkRows > per) chunkRows -= chunkRows % per;
   const chunks = Math.ceil(rows / chunkRows);
