@@ -219,7 +219,7 @@ async function benchConvAlgorithms(N: number, C: number, O: number, H: number, W
       }), options.runs);
       const geometry = { C, H, W, KH: 3, KW: 3, sh: 1, sw: 1, pt: 1, pl: 1, OH: H, OW: W, O };
       cpu.convAlgorithm = 'auto';
-      const auto = chooseConv(cpu, geometry, [1, 1, 1, 1], op === 'conv2d' ? 'forward' : op === 'conv2d_grad_input' ? 'input' : 'weight', N);
+      const auto = chooseConv(cpu, geometry, [1, 1, 1, 1], op === 'conv2d' ? 'forward' : op === 'conv2d_grad_input' ? 'input' : 'weight');
       CONV_ALGORITHMS.forEach((algo, i) => emit({
         op, shape, backend: 'cpu', threads, ms: ms[i], runs: options.runs, gflops: flops / ms[i] / 1e6, algorithm: algo,
         ...(algo === 'direct' ? {} : { vs: 'direct', ratio: ms[0] / ms[i] }), nmse: +nmse[algo].toExponential(2), auto,

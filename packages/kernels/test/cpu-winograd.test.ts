@@ -69,33 +69,33 @@ describe('cpu convolutions: direct and Winograd paths', () => {
     });
   }
 
-  it("'auto' takes F(4x4) from 64 tiles, F(2x2) from 64 of its tiles, else direct; the conv option forces Winograd only where it applies", async () => {
+  it("'auto' takes F(4x4) at a 4x4 tile per 32 channels of an image, else F(2x2) at a 2x2 tile per 32, else direct, whatever the batch; the conv option forces Winograd only where it applies", async () => {
     const geometry = (x: number[], w: number[], pad: number[]) => ({
       C: x[1], H: x[2], W: x[3], KH: w[2], KW: w[3], sh: 1, sw: 1, pt: pad[0], pl: pad[2],
       OH: x[2] + pad[0] + pad[1] - w[2] + 1, OW: x[3] + pad[2] + pad[3] - w[3] + 1, O: w[0],
     });
     const byName = new Map(getOp('conv2d').cases.map((c) => [c.name, c]));
-    const expected = { winograd: 'winograd4', 'winograd-pad-0210': 'winograd2', regular: 'direct', 'size-1': 'direct' } as const;
+    const expected = { winograd: 'winograd4', 'winograd-pad-0210': 'winograd4', regular: 'direct', 'size-1': 'direct' } as const;
     for (const [name, algo] of Object.entries(expected)) {
       const c = byName.get(name)!;
       const pad = c.attrs!.padding as number[];
       for (const kind of ['forward', 'input', 'weight'] as const) {
-        expect(chooseConv(two, geometry(c.shapes[0], c.shapes[1], pad), pad, kind, c.shapes[0][0]), `${name} ${kind}`).toBe(algo);
+        expect(chooseConv(two, geometry(c.shapes[0], c.shapes[1], pad), pad, kind), `${name} ${kind}`).toBe(algo);
       }
     }
-    // The layers of the benchmark: config S at batch 16, the official tokenizer at batch 1.
-    const layer = (N: number, C: number, H: number) => chooseConv(two, geometry([N, C, H, H], [C, C, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'forward', N);
-    expect([layer(16, 64, 32), layer(16, 128, 8), layer(1, 128, 256), layer(1, 512, 16), layer(1, 512, 4)]).toEqual(
-      ['winograd4', 'winograd4', 'winograd4', 'winograd2', 'direct']);
+    // The tokenizers' layers (channels, size): config S's and the official model's.
+    const layer = (C: number, H: number) => chooseConv(two, geometry([1, C, H, H], [C, C, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'forward');
+    expect([layer(64, 32), layer(128, 16), layer(128, 8), layer(128, 256), layer(512, 16), layer(512, 8), layer(512, 4), layer(64, 4)]).toEqual(
+      ['winograd4', 'winograd4', 'winograd4', 'winograd4', 'winograd4', 'winograd2', 'direct', 'winograd2']);
     // Too few channels (the RGB side of a tokenizer) stays direct.
-    expect(chooseConv(two, geometry([16, 3, 32, 32], [64, 3, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'forward', 16)).toBe('direct');
+    expect(chooseConv(two, geometry([16, 3, 32, 32], [64, 3, 3, 3], [1, 1, 1, 1]), [1, 1, 1, 1], 'forward')).toBe('direct');
     const g = geometry([4, 32, 8, 8], [32, 32, 3, 3], [1, 1, 1, 1]);
     await withAlgorithm(two, 'winograd4', () => {
-      expect(chooseConv(two, g, [1, 1, 1, 1], 'forward', 4)).toBe('winograd4');
+      expect(chooseConv(two, g, [1, 1, 1, 1], 'forward')).toBe('winograd4');
       // A strided or 1x1 kernel, or a data gradient with padding > 2, stays direct even when forced.
-      expect(chooseConv(two, { ...g, sh: 2 }, [1, 1, 1, 1], 'forward', 4)).toBe('direct');
-      expect(chooseConv(two, { ...g, KH: 1, KW: 1 }, [0, 0, 0, 0], 'forward', 4)).toBe('direct');
-      expect(chooseConv(two, geometry([4, 32, 20, 20], [32, 32, 3, 3], [3, 3, 3, 3]), [3, 3, 3, 3], 'input', 4)).toBe('direct');
+      expect(chooseConv(two, { ...g, sh: 2 }, [1, 1, 1, 1], 'forward')).toBe('direct');
+      expect(chooseConv(two, { ...g, KH: 1, KW: 1 }, [0, 0, 0, 0], 'forward')).toBe('direct');
+      expect(chooseConv(two, geometry([4, 32, 20, 20], [32, 32, 3, 3], [3, 3, 3, 3]), [3, 3, 3, 3], 'input')).toBe('direct');
     });
   });
 
@@ -192,10 +192,10 @@ describe('cpu convolutions: direct and Winograd paths', () => {
         expect((await checkGradParity(two, getOp('conv2d'), c)).failure, `${algo} gradients`).toBeNull();
       });
     }
-    // auto takes F(2x2) here (32 tiles of 4x4, 128 of 2x2): bit-identical to it, and not to the others.
+    // auto takes F(4x4) here (16 tiles of 4x4 per image for 32 channels): bit-identical to it, and not to the others.
     const w = rand(32 * 32 * 9, 5, 0.2);
     const outs: number[][] = [];
-    for (const algo of ['auto', 'winograd2', 'winograd4', 'direct'] as const) {
+    for (const algo of ['auto', 'winograd4', 'winograd2', 'direct'] as const) {
       outs.push(await withAlgorithm(two, algo, () => {
         const x = upload(two, X.subarray(0, 2 * 32 * 16 * 16), [2, 32, 16, 16]), wt = upload(two, w, [32, 32, 3, 3]);
         const [y] = runOp(two, 'conv2d', [x, wt], attrs);
@@ -204,9 +204,9 @@ describe('cpu convolutions: direct and Winograd paths', () => {
         return out;
       }));
     }
-    const [auto, f2, f4, direct] = outs;
-    expect(auto).toEqual(f2);
-    expect(auto).not.toEqual(f4);
+    const [auto, f4, f2, direct] = outs;
+    expect(auto).toEqual(f4);
+    expect(auto).not.toEqual(f2);
     expect(auto).not.toEqual(direct);
   });
 });

@@ -65,9 +65,9 @@ const pad = (p: number[]) => ({ padding: p });
 // Each case: [N, C, H, W] x [O, C, KH, KW] (+ bias [O]) with stride and padding; odd sizes, 3x3
 // and 4x4 kernels, stride 2, the IBQ Downsample padding [0,1,0,1], 1x1, size-1 dims, empty batch.
 // The 'winograd' cases are stride-1 3x3 convolutions with enough channels and pixels that the
-// cpu backend's 'auto' runs them (and their gradients) through Winograd transforms: F(4x4,3x3)
-// for 'winograd', F(2x2,3x3) for 'winograd-pad-0210' (64 tiles and 16 channels:
-// backends/cpu/kernels/conv.ts chooseConv); the small ones keep its direct path covered.
+// cpu backend's 'auto' runs them (and their gradients) through F(4x4,3x3) Winograd transforms
+// (backends/cpu/kernels/conv.ts chooseConv; its tests force each algorithm on every case); the
+// small ones keep its direct path covered.
 const convCases: OpCase[] = [
   { name: 'winograd', shapes: [[4, 16, 13, 14], [16, 16, 3, 3], [16]], attrs: { stride: [1, 1], ...pad([1, 1, 1, 1]) } },
   { name: 'winograd-pad-0210', shapes: [[2, 16, 15, 12], [20, 16, 3, 3]], attrs: { stride: [1, 1], ...pad([0, 2, 1, 0]) } },

@@ -28,37 +28,41 @@ function geometry(attrs: Record<string, unknown>, x: readonly number[], w: reado
 }
 
 /**
- * The algorithm for one convolution of N images: Winograd for stride-1 3x3 kernels (the data
+ * The algorithm for one convolution: Winograd for stride-1 3x3 kernels (the data
  * gradient also needs padding <= 2 on every side, so that it is a plain convolution of dy),
  * chosen by the backend's `conv` option or, under 'auto', by the rule measured in the kernels
  * README.
  */
-export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly number[], kind: 'forward' | 'input' | 'weight', N: number): ConvAlgorithm {
+export function chooseConv(b: CpuBackend, cv: ConvGeometryDesc, pads: readonly number[], kind: 'forward' | 'input' | 'weight'): ConvAlgorithm {
   if (cv.KH !== 3 || cv.KW !== 3 || cv.sh !== 1 || cv.sw !== 1) return 'direct';
   if (kind === 'input' && pads.some((p) => p > 2)) return 'direct';
   const forced = b.convAlgorithm;
   if (forced !== 'auto') return forced;
   // The Winograd tiles cover the output of the transformed convolution: dx for the data gradient.
   const [H, W] = kind === 'input' ? [cv.H, cv.W] : [cv.OH, cv.OW];
-  return autoConv(N, Math.min(cv.C, cv.O), H, W);
+  return autoConv(Math.min(cv.C, cv.O), H, W);
 }
 
-/** Tiles (over the whole batch) from which a Winograd GEMM has enough columns to pay. */
-const MIN_TILES = 64;
 /** Channels below which the transforms outweigh the GEMM (a tokenizer's RGB convolutions). */
 const MIN_CHANNELS = 16;
+/** Channels per tile of one image up to which a Winograd tile size pays (see autoConv). */
+const CHANNELS_PER_TILE = 32;
 
 /**
- * `auto`, measured on a quiet machine with 2 threads (kernels README): F(4x4,3x3) ran 1.9-3.3x the
- * direct path on every layer of config S and of the official tokenizer with at least 64 of its
- * 4x4 tiles, and no better than the direct path with 16 (the official 16px layer, batch 1), where
- * F(2x2) ran 1.6-1.7x.
+ * `auto`, from the layer's geometry alone, never the batch size: the same layer then takes the
+ * same path in any batch, so a batch split across ranks (or a reconstruction in smaller
+ * batches) gives the bits of the whole. F(4x4,3x3) where an image has a 4x4 tile for every 32
+ * channels, else F(2x2) where it has a 2x2 tile for every 32, else the direct path. Measured on a
+ * quiet machine with 2 threads (kernels README): F(4x4) ran 1.5-3.4x the direct path on every
+ * layer of config S (batch 16) and of the official tokenizer; at batch 1 on the official 16px
+ * layer (512 channels) it ran 1.0-1.4x, where F(2x2) ran 1.6x, but config S's 8px layer has the
+ * same tiles per channel and F(4x4) was the faster there, and the training step counts more.
  */
-function autoConv(N: number, channels: number, H: number, W: number): ConvAlgorithm {
+function autoConv(channels: number, H: number, W: number): ConvAlgorithm {
   if (channels < MIN_CHANNELS) return 'direct';
-  const tiles = (m: number) => N * Math.ceil(H / m) * Math.ceil(W / m);
-  if (tiles(4) >= MIN_TILES) return 'winograd4';
-  if (tiles(2) >= MIN_TILES) return 'winograd2';
+  const tiles = (m: number) => Math.ceil(H / m) * Math.ceil(W / m);
+  if (tiles(4) * CHANNELS_PER_TILE >= channels) return 'winograd4';
+  if (tiles(2) * CHANNELS_PER_TILE >= channels) return 'winograd2';
   return 'direct';
 }
 
@@ -74,7 +78,7 @@ function perImage(n: number, aStep: number, bStep: number, cStep: number): [numb
 registerKernel<CpuBackend>('conv2d', C_, (b, [x, w, bias], [y], attrs) => {
   const cv = geometry(attrs, x.shape, w.shape, y.shape);
   const N = x.shape[0], CKK = cv.C * cv.KH * cv.KW, P = cv.OH * cv.OW;
-  const algo = chooseConv(b, cv, padsOf(attrs), 'forward', N);
+  const algo = chooseConv(b, cv, padsOf(attrs), 'forward');
   if (algo !== 'direct') {
     winogradConv(b, algo, {
       x: b.addr(x), w: b.addr(w), bias: bias ? b.addr(bias) : 0, y: b.addr(y),
@@ -99,7 +103,7 @@ registerKernel<CpuBackend>('conv2d_grad_input', C_, (b, [dy, w], [dx], attrs) =>
   const cv = geometry(attrs, dx.shape, w.shape, dy.shape);
   const N = dx.shape[0], HW = cv.H * cv.W, K = cv.O * cv.KH * cv.KW;
   const pads = padsOf(attrs);
-  const algo = chooseConv(b, cv, pads, 'input', N);
+  const algo = chooseConv(b, cv, pads, 'input');
   if (algo !== 'direct') {
     // dx = the full correlation of dy with the flipped kernel: a stride-1 convolution of dy
     // padded by 2 - p on each side, whose output is exactly H x W.
@@ -185,7 +189,7 @@ registerKernel<CpuBackend>('conv2d_grad_weight', C_, (b, [x, dy], [dw], attrs) =
     b.x.fill32(b.addr(dw), sizeOf(dw.shape), 0);
     return;
   }
-  const algo = chooseConv(b, cv, padsOf(attrs), 'weight', N);
+  const algo = chooseConv(b, cv, padsOf(attrs), 'weight');
   if (algo !== 'direct') {
     winogradWeightGrad(b, algo, {
       x: b.addr(x), dy: b.addr(dy), dw: b.addr(dw),
