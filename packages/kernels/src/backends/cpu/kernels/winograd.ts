@@ -106,6 +106,12 @@ export interface WinogradConv {
   dgrad: boolean;
 }
 
+/** U = the transformed kernel of convolution c: w's own dims are [O, C] for the forward, [Cin, Cout] read flipped for the data gradient. */
+function convKernelTransform(b: CpuBackend, c: WinogradConv, U: number, m: number, tmp: number): void {
+  if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
+  else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
+}
+
 /**
  * Bytes of transformed data (V and M) per chunk of the forward's pipeline: one thread's chunk
  * stays in that core's cache (1 MiB of L2 per core here) while it goes through the transform,
@@ -154,9 +160,7 @@ export function winogradConv(b: CpuBackend, algo: ConvAlgorithm, c: WinogradConv
     ...Array(parts).fill(xi * vs * 4), ...Array(parts).fill(xi * ms * 4 + 64), ...Array(parts).fill(sf)],
   ([U, descs, counter, tmp, ...rest]) => {
     const V = rest.slice(0, parts), M = rest.slice(parts, 2 * parts), scratch = rest.slice(2 * parts);
-    // w's own dims: [O, C] for the forward, [Cin, Cout] read flipped for the data gradient.
-    if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
-    else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
+    convKernelTransform(b, c, U, m, tmp);
     // One GEMM descriptor per thread (its own V and M); the batches' offsets are shared.
     const offsets = descs + descBytes * parts;
     const u32 = new Uint32Array(b.mem().i32.buffer, offsets, xi * 3);
@@ -185,9 +189,7 @@ function phasedConv(b: CpuBackend, m: number, c: WinogradConv): void {
   const sf = scratchFloats(p) * 4;
   withBytes(b, [xi * c.Cout * c.Cin * 4, xi * planeStride(c.Cin, lineUp(maxT)) * 4, xi * planeStride(c.Cout, lineUp(maxT)) * 4 + 64, 64, T * TMP_BYTES, ...Array(T).fill(sf)],
     ([U, V, M, counter, tmp, ...scratch]) => {
-      // w's own dims: [O, C] for the forward, [Cin, Cout] read flipped for the data gradient.
-      if (c.dgrad) kernelTransform(b, c.w, U, c.Cin, c.Cout, m, true, tmp);
-      else kernelTransform(b, c.w, U, c.Cout, c.Cin, m, false, tmp);
+      convKernelTransform(b, c, U, m, tmp);
       for (let R0 = 0; R0 < p.rows; R0 += p.chunkRows) {
         const R1 = Math.min(p.rows, R0 + p.chunkRows);
         const Tc = (R1 - R0) * TW, cs = lineUp(Tc);
@@ -206,7 +208,6 @@ function phasedConv(b: CpuBackend, m: number, c: WinogradConv): void {
       }
     });
 }
-
 
 export interface WinogradWeightGrad {
   /** Byte addresses: x [N, C, H, W], dy [N, O, OH, OW], dw [O, C, 3, 3]. */
