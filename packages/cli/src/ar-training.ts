@@ -18,7 +18,7 @@ import { dispose, noGrad, tensor } from '@ibq/tensor';
 import type { Io } from './io.js';
 import { type SavedPosition, sharedResumePosition } from './mpi-launch.js';
 import type { StopController } from './stop.js';
-import { TensorBoardWriter } from './tensorboard.js';
+import { RunLog, stopAfterStep } from './run-log.js';
 import { formatScalar } from './training.js';
 
 /** Where training tokens come from. */
@@ -160,14 +160,12 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
   // DDP's start: every rank takes rank 0's weights (and, after a resume, its whole state).
   await trainer.synchronize();
 
-  const metricsFile = join(o.out, 'metrics.jsonl');
-  const tb = root ? new TensorBoardWriter(o.out) : null;
   const { stop } = o;
   let savedStep: number | undefined = o.resume ? trainer.step : undefined;
   stop.stopping = 'finishing this step, then writing a checkpoint';
   stop.onForcedExit = () => (savedStep === undefined ? 'no checkpoint written yet' : `${checkpoint} holds step ${savedStep}`);
-  const t0 = Date.now();
   const startStep = trainer.step;
+  const runLog = new RunLog(o.out, o, startStep, root);
   let lastLog: ArStepLog | null = null;
   let valLoss = NaN;
   let next: LoaderPosition | undefined;
@@ -191,8 +189,8 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
   const validate = async (epoch: number) => {
     if (d.kind !== 'tokens' || !d.val || !root) return;
     valLoss = await validationLoss(trainer, d.val, o.batchSize);
-    appendFileSync(metricsFile, `${JSON.stringify({ step: trainer.step, epoch, 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) })}\n`);
-    tb!.scalars(trainer.step, { 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) });
+    appendFileSync(runLog.metricsFile, `${JSON.stringify({ step: trainer.step, epoch, 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) })}\n`);
+    runLog.tb!.scalars(trainer.step, { 'val/loss': valLoss, 'val/perplexity': Math.exp(valLoss) });
     io.err(`epoch ${epoch}: validation loss ${valLoss.toFixed(4)} (perplexity ${Math.exp(valLoss).toFixed(1)}) at step ${trainer.step}`);
   };
 
@@ -228,25 +226,18 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
       if (log.overflowed) io.err(`step ${log.step}: f16 gradients overflowed at loss scale ${log.loss_scale}: update skipped, scale now ${trainer.scaler!.scale}`);
       lastLog = log;
       const done = trainer.step;
-      const secs = (Date.now() - t0) / 1000;
-      const rate = (done - startStep) / Math.max(secs, 1e-9);
+      const { secs, rate, eta } = runLog.progress(done);
       const scalars: Record<string, number> = {
         loss: log.loss, lr: log.lr, weight_decay: log.weight_decay, grad_norm: log.grad_norm, ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
-      if (root && (done % o.logEvery === 0 || done === o.steps)) {
-        appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);
-        tb!.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
-      }
-      const left = Math.min(o.steps - done, o.seconds !== undefined ? (o.seconds - secs) * rate : Infinity);
-      io.status(`step ${done}/${o.steps}  ${(rate * globalBatch * o.accumulate * L).toFixed(0)} tokens/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
+      runLog.record(done, log.epoch, secs, scalars);
+      io.status(`step ${done}/${o.steps}  ${(rate * globalBatch * o.accumulate * L).toFixed(0)} tokens/s  ETA ${eta.toFixed(0)}s  `
         + `loss ${formatScalar(log.loss)}  lr ${formatScalar(log.lr)}`);
       if (trainer.epoch > epochBefore) await validate(epochBefore);
       if (o.sampleEvery > 0 && done % o.sampleEvery === 0) await grid(done);
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
-      await stop.boundary();
-      // A signal on any rank stops every rank after this same step.
-      stopped = dp ? await dp.any(stop.requested) : stop.requested;
+      if (runLog.finished(done, secs)) break;
+      stopped = await stopAfterStep(stop, dp);
       if (stopped) break;
     }
   } catch (e) {
@@ -254,10 +245,10 @@ export async function runArTraining(o: ArRunOptions, io: Io): Promise<ArRunResul
     if (e instanceof NonFiniteArLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    tb?.close();
+    runLog.close();
     await imageLoader?.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, valLoss, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: runLog.seconds(), interrupted: stopped, lastLog, valLoss, checkpoint };
 }

@@ -1,13 +1,14 @@
 // A training run for people: a run folder (checkpoint, metrics.jsonl, TensorBoard events,
 // PNG grids of inputs and reconstructions), a progress line, checkpoints every N steps and
-// when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint.
+// when stopped by SIGINT or SIGTERM (stop.ts), and --resume from the folder's checkpoint. The
+// per-step timing, metrics and stop check are run-log.ts's, shared with ar-training.ts.
 //
 // Under MPI (`dataParallel`) every rank runs this loop on its shard of each global batch;
 // only rank 0 writes the run folder and prints progress; a stop request on any rank stops all
 // of them after the same step; --resume continues at the same place in the data with the same
 // or another number of ranks.
 
-import { appendFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { writeFileAtomicSync } from '@ibq/formats';
 import { join } from 'node:path';
 import { BatchLoader, type ImageDataset, type LoaderPosition } from '@ibq/data';
@@ -19,7 +20,7 @@ import type { Io } from './io.js';
 import { type SavedPosition, sharedResumePosition } from './mpi-launch.js';
 import type { StopController } from './stop.js';
 import { writeReconstructionGrid } from './reconstruction.js';
-import { TensorBoardWriter } from './tensorboard.js';
+import { RunLog, stopAfterStep } from './run-log.js';
 
 /** Codebook usage over the last `window` steps. */
 export class UsageWindow {
@@ -126,8 +127,6 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   // DDP's start: every rank takes rank 0's weights (and, after a resume, its whole state).
   await trainer.synchronize();
 
-  const metricsFile = join(o.out, 'metrics.jsonl');
-  const tb = root ? new TensorBoardWriter(o.out) : null;
   const usage = new UsageWindow(o.config.n_embed);
   const { stop } = o;
   // Which step the checkpoint on disk holds, for a forced exit's message. A save under way
@@ -143,8 +142,8 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
   };
   stop.discardPartialWritesIn(o.out);
 
-  const t0 = Date.now();
   const startStep = trainer.step;
+  const runLog = new RunLog(o.out, o, startStep, root);
   let lastLog: StepLog | null = null;
   let next: LoaderPosition | undefined;
   let stopped = false;
@@ -181,8 +180,7 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
       lastLog = log;
       usage.add(log.indices);
       const done = trainer.step;
-      const secs = (Date.now() - t0) / 1000;
-      const rate = (done - startStep) / Math.max(secs, 1e-9);
+      const { secs, rate, eta } = runLog.progress(done);
       const scalars: Record<string, number> = {
         total_loss: log.total_loss, reconstruct_loss: log.reconstruct_loss, perceptual_loss: log.perceptual_loss, nll_loss: log.nll_loss,
         codebook_quant_loss: log.codebook_quant_loss, codebook_entropy_loss: log.codebook_entropy_loss,
@@ -191,20 +189,14 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
         lecam_loss: log.lecam_loss, disc_factor: log.disc_factor, lr: log.lr, codebook_usage: usage.usage(),
         ...(trainer.scaler ? { loss_scale: log.loss_scale } : {}),
       };
-      if (root && (done % o.logEvery === 0 || done === o.steps)) {
-        appendFileSync(metricsFile, `${JSON.stringify({ step: done, epoch: log.epoch, time: secs, ...scalars })}\n`);
-        tb!.scalars(done, Object.fromEntries(Object.entries(scalars).map(([k, v]) => [`train/${k}`, v])));
-      }
-      const left = Math.min(o.steps - done, o.seconds !== undefined ? (o.seconds - secs) * rate : Infinity);
-      if (root) io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${Math.max(0, left / Math.max(rate, 1e-9)).toFixed(0)}s  `
+      runLog.record(done, log.epoch, secs, scalars);
+      if (root) io.status(`step ${done}/${o.steps}  ${rate.toFixed(2)} steps/s  ETA ${eta.toFixed(0)}s  `
         + `loss ${fmt(log.total_loss)}  L1 ${fmt(log.reconstruct_loss)}  quant ${fmt(log.codebook_quant_loss)}  `
         + `entropy ${fmt(log.codebook_entropy_loss)}  usage ${(100 * usage.usage()).toFixed(1)}%`);
       if (root && o.imageEvery > 0 && done % o.imageEvery === 0) await writeTrainingGrid(trainer, shape, batch.images, join(o.out, 'images', `step_${String(done).padStart(7, '0')}.png`));
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save();
-      if (done >= o.steps || (o.seconds !== undefined && secs >= o.seconds)) break;
-      await stop.boundary();
-      // A signal on any rank stops every rank after this same step.
-      stopped = dp ? await dp.any(stop.requested) : stop.requested;
+      if (runLog.finished(done, secs)) break;
+      stopped = await stopAfterStep(stop, dp);
       if (stopped) break;
     }
   } catch (e) {
@@ -212,12 +204,12 @@ export async function runTraining(o: RunOptions, io: Io): Promise<RunResult> {
     if (e instanceof NonFiniteLossError) io.err(`${e.message} (${checkpoint})`);
     throw e;
   } finally {
-    tb?.close();
+    runLog.close();
     await loader.close();
   }
   io.status('');
   await save();
-  return { trainer, stepsThisSession: trainer.step - startStep, seconds: (Date.now() - t0) / 1000, interrupted: stopped, lastLog, checkpoint };
+  return { trainer, stepsThisSession: trainer.step - startStep, seconds: runLog.seconds(), interrupted: stopped, lastLog, checkpoint };
 }
 
 /** Inputs (left) beside reconstructions (right), one row per image (up to 8). */
