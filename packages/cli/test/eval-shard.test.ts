@@ -2,37 +2,20 @@
 // give the report of one run; missing and duplicate shards are refused. The built CLI in child
 // processes, with the synthetic Inception weights and the small image fixtures of
 // fid-command.test.ts.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readNpz, writeNpz } from '@ibq/data';
-import { syntheticInceptionState } from '@ibq/eval';
-import { writeSafetensors } from '@ibq/tensor';
+import { FX, REPO, ibq as runIbq, writeSyntheticInception } from './eval-cli.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-const CLI = join(REPO, 'packages/cli/dist/ibq.mjs');
-const FX = join(REPO, 'packages/eval/test/fixtures');
 const dir = mkdtempSync(join(tmpdir(), 'ibq-eval-shard-'));
 const WEIGHTS = join(dir, 'inception.safetensors');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** The commands here run up to several minutes on a loaded machine. */
+const ibq = (args: string[]) => runIbq(args, 590_000);
 
-function ibq(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: REPO, timeout: 590_000, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr });
-    });
-  });
-}
-
-beforeAll(async () => {
-  const inc = await readNpz(join(FX, 'inception_golden.npz'));
-  const stats = new Map<string, Float32Array>();
-  for (const [k, v] of Object.entries(inc)) if (k.startsWith('bn.')) stats.set(k.slice(3), v.data as Float32Array);
-  await writeSafetensors(WEIGHTS, syntheticInceptionState(stats));
-}, 120_000);
+beforeAll(() => writeSyntheticInception(WEIGHTS), 120_000);
 
 const common = ['--inception', WEIGHTS, '--device', 'cpu'];
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'));

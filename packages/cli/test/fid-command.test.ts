@@ -1,33 +1,21 @@
 // `ibq fid` and `ibq merge-stats` as a user runs them: the built CLI (dist/ibq.mjs, `npm run
-// build`) in a child process, on real files. The network's weights are the synthetic ones of
-// the parity tests (packages/eval/src/synthetic-weights.ts, BatchNorm statistics from
-// inception_golden.npz) written to a .safetensors file; the expected statistics come from
+// build`) in a child process, on real files (both through eval-cli.ts). The network's weights
+// are the synthetic ones of the parity tests written to a .safetensors file; the expected
+// statistics come from
 // pytorch-fid's own calculate_activation_statistics on the same images and weights
 // (packages/eval/scripts/make_fid_golden.py).
-import { execFile } from 'node:child_process';
 import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readNpz, writeNpz } from '@ibq/data';
 import { syntheticInceptionState } from '@ibq/eval';
 import { writeSafetensors } from '@ibq/tensor';
+import { CLI, FX, REPO, ibq, writeSyntheticInception } from './eval-cli.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-const CLI = join(REPO, 'packages/cli/dist/ibq.mjs');
-const FX = join(REPO, 'packages/eval/test/fixtures');
 const dir = mkdtempSync(join(tmpdir(), 'ibq-fid-'));
 const WEIGHTS = join(dir, 'inception.safetensors');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function ibq(args: string[], timeout = 240_000): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: REPO, timeout, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr });
-    });
-  });
-}
 
 const golden = await readNpz(join(FX, 'fid_golden.npz'));
 const g = (k: string) => golden[k].data as Float64Array;
@@ -45,12 +33,7 @@ function topLeft(sigma: Float64Array, d: number, k: number): Float64Array {
   return Float64Array.from({ length: k * k }, (_, i) => sigma[Math.floor(i / k) * d + (i % k)]);
 }
 
-beforeAll(async () => {
-  const inc = await readNpz(join(FX, 'inception_golden.npz'));
-  const stats = new Map<string, Float32Array>();
-  for (const [k, v] of Object.entries(inc)) if (k.startsWith('bn.')) stats.set(k.slice(3), v.data as Float32Array);
-  await writeSafetensors(WEIGHTS, syntheticInceptionState(stats));
-}, 120_000);
+beforeAll(() => writeSyntheticInception(WEIGHTS), 120_000);
 
 const common = ['--inception', WEIGHTS, '--device', 'cpu', '--batch-size', '4'];
 
